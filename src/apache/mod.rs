@@ -1,0 +1,50 @@
+//! Safe wrappers over the httpd/APR API, one file per concept, and the
+//! `extern "C"` entry points the C shim calls (`entry`).
+
+mod cmd;
+mod entry;
+mod log;
+mod pool;
+mod request;
+mod server;
+
+pub use cmd::CmdParms;
+pub use log::log_main;
+pub use pool::Pool;
+pub use request::Request;
+pub use server::Server;
+
+/// What the handler hook returns to Apache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandlerOutcome {
+    /// Not ours: let other handlers (or the static file handler) serve it.
+    Declined,
+    /// Response produced.
+    Done,
+    /// Let Apache send its error page for this HTTP status.
+    Status(u16),
+}
+
+/// MPM facts for `wsgi.multithread` / `wsgi.multiprocess`.
+pub fn mpm_is_threaded() -> bool {
+    mpm_query(crate::ffi::AP_MPMQ_IS_THREADED) != 0
+}
+
+pub fn mpm_max_daemons() -> i32 {
+    mpm_query(crate::ffi::AP_MPMQ_MAX_DAEMONS)
+}
+
+fn mpm_query(code: u32) -> i32 {
+    let mut value = 0;
+    // SAFETY: ap_mpm_query writes one int.
+    unsafe { crate::ffi::ap_mpm_query(code as i32, &mut value) };
+    value
+}
+
+/// Lowercase hex MD5 of `text` (APR's implementation; no extra crate).
+pub fn md5_hex(text: &str) -> String {
+    let mut digest = [0u8; crate::ffi::APR_MD5_DIGESTSIZE as usize];
+    // SAFETY: digest has APR_MD5_DIGESTSIZE bytes; input is borrowed for the call.
+    unsafe { crate::ffi::apr_md5(digest.as_mut_ptr(), text.as_ptr() as *const _, text.len() as _) };
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,52 @@
+//! APR pools: Rust values owned by a pool (dropped by a pool cleanup) and
+//! strings copied into it for Apache to keep.
+
+use crate::ffi;
+use std::ffi::c_void;
+use std::marker::PhantomData;
+
+#[derive(Clone, Copy)]
+pub struct Pool<'a> {
+    raw: *mut ffi::apr_pool_t,
+    _life: PhantomData<&'a ffi::apr_pool_t>,
+}
+
+unsafe extern "C" fn drop_boxed<T>(data: *mut c_void) -> ffi::apr_status_t {
+    // SAFETY: registered by `Pool::own` with a pointer from Box::into_raw::<T>; runs once.
+    drop(Box::from_raw(data as *mut T));
+    ffi::APR_SUCCESS as ffi::apr_status_t
+}
+
+impl<'a> Pool<'a> {
+    /// # Safety
+    /// `raw` is a live pool for `'a`.
+    pub unsafe fn from_raw(raw: *mut ffi::apr_pool_t) -> Pool<'a> {
+        Pool {
+            raw,
+            _life: PhantomData,
+        }
+    }
+
+    /// Moves `value` into the pool: it is dropped when the pool is cleared or destroyed.
+    pub fn own<T>(&self, value: T) -> *mut T {
+        let ptr = Box::into_raw(Box::new(value));
+        // SAFETY: the pool is live; the cleanup frees exactly this box once.
+        unsafe {
+            ffi::apr_pool_cleanup_register(
+                self.raw,
+                ptr as *const c_void,
+                Some(drop_boxed::<T>),
+                Some(ffi::apr_pool_cleanup_null),
+            )
+        };
+        ptr
+    }
+
+    /// A NUL-terminated copy of `s` in the pool (interior NULs cut the string).
+    pub fn strdup(&self, s: &str) -> *const std::os::raw::c_char {
+        let bytes = s.as_bytes();
+        let len = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+        // SAFETY: the pool is live; apr_pstrmemdup copies len bytes and adds a NUL.
+        unsafe { ffi::apr_pstrmemdup(self.raw, bytes.as_ptr() as *const _, len as ffi::apr_size_t) }
+    }
+}

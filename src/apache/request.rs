@@ -1,0 +1,223 @@
+//! `request_rec`: what the handler reads from and writes to.
+
+use super::server::cstr_or_empty;
+use super::{Pool, Server};
+use crate::config::DirConfig;
+use crate::ffi;
+use std::cell::Cell;
+use std::ffi::{CStr, CString};
+use std::io;
+use std::marker::PhantomData;
+
+pub struct Request<'a> {
+    raw: *mut ffi::request_rec,
+    brigade: Cell<*mut ffi::apr_bucket_brigade>,
+    _life: PhantomData<&'a ffi::request_rec>,
+}
+
+/// Iterates an apr_table_t's entries as byte slices.
+///
+/// # Safety
+/// `table` is a live apr table whose entries outlive the calls to `f`.
+unsafe fn for_each_entry(table: *const ffi::apr_table_t, mut f: impl FnMut(&[u8], &[u8])) {
+    let arr = ffi::apr_table_elts(table);
+    let entries = (*arr).elts as *const ffi::apr_table_entry_t;
+    for i in 0..(*arr).nelts.max(0) as usize {
+        let e = &*entries.add(i);
+        if e.key.is_null() {
+            continue;
+        }
+        let value: &[u8] = if e.val.is_null() {
+            b""
+        } else {
+            CStr::from_ptr(e.val).to_bytes()
+        };
+        f(CStr::from_ptr(e.key).to_bytes(), value);
+    }
+}
+
+impl<'a> Request<'a> {
+    /// # Safety
+    /// `raw` is the request being handled, valid for `'a`.
+    pub unsafe fn from_raw(raw: *mut ffi::request_rec) -> Request<'a> {
+        Request {
+            raw,
+            brigade: Cell::new(std::ptr::null_mut()),
+            _life: PhantomData,
+        }
+    }
+
+    pub(super) fn raw(&self) -> *mut ffi::request_rec {
+        self.raw
+    }
+
+    pub fn pool(&self) -> Pool<'a> {
+        // SAFETY: r->pool lives as long as the request.
+        unsafe { Pool::from_raw((*self.raw).pool) }
+    }
+
+    /// `r->handler` as set by SetHandler/AddHandler (or another module).
+    pub fn handler(&self) -> Option<&'a str> {
+        // SAFETY: handler is NULL or a NUL-terminated string living as long as the request.
+        unsafe {
+            let h = (*self.raw).handler;
+            (!h.is_null()).then(|| CStr::from_ptr(h).to_str().ok()).flatten()
+        }
+    }
+
+    pub fn dir_config(&self) -> &'a DirConfig {
+        // SAFETY: per_dir_config holds our merged DirConfig for this request.
+        unsafe { &*(ffi::wsgi_rs_dir_config((*self.raw).per_dir_config) as *const DirConfig) }
+    }
+
+    pub fn server(&self) -> Server<'a> {
+        // SAFETY: r->server is the request's virtual host.
+        unsafe { Server::from_raw((*self.raw).server) }
+    }
+
+    pub fn uri(&self) -> String {
+        // SAFETY: NULL or a request-pool string.
+        unsafe { cstr_or_empty((*self.raw).uri) }
+    }
+
+    pub fn path_info(&self) -> String {
+        // SAFETY: NULL or a request-pool string.
+        unsafe { cstr_or_empty((*self.raw).path_info) }
+    }
+
+    /// True when `AcceptPathInfo Off` applies and the URL has path info.
+    pub fn path_info_rejected(&self) -> bool {
+        // SAFETY: plain field read.
+        let rejected = unsafe { (*self.raw).used_path_info } == ffi::AP_REQ_REJECT_PATH_INFO as i32;
+        rejected && !self.path_info().is_empty()
+    }
+
+    pub fn header_in(&self, name: &str) -> Option<String> {
+        let name = CString::new(name).ok()?;
+        // SAFETY: headers_in is the request's live table.
+        unsafe {
+            let v = ffi::apr_table_get((*self.raw).headers_in, name.as_ptr());
+            (!v.is_null()).then(|| CStr::from_ptr(v).to_string_lossy().into_owned())
+        }
+    }
+
+    /// A request environment variable (subprocess_env, then notes).
+    pub fn env_var(&self, name: &str) -> Option<String> {
+        let name = CString::new(name).ok()?;
+        // SAFETY: both tables are live for the request.
+        unsafe {
+            for table in [(*self.raw).subprocess_env, (*self.raw).notes] {
+                let v = ffi::apr_table_get(table, name.as_ptr());
+                if !v.is_null() {
+                    return Some(CStr::from_ptr(v).to_string_lossy().into_owned());
+                }
+            }
+        }
+        None
+    }
+
+    pub fn server_port(&self) -> u16 {
+        // SAFETY: valid request.
+        unsafe { ffi::ap_get_server_port(self.raw) }
+    }
+
+    /// Adds the CGI variables (ap_add_common_vars/ap_add_cgi_vars) to the
+    /// request environment and visits all of it. Apache leaves out the
+    /// `Authorization` header; `pass_authorization` adds it as HTTP_AUTHORIZATION.
+    pub fn for_each_cgi_var(&self, pass_authorization: bool, f: impl FnMut(&[u8], &[u8])) {
+        // SAFETY: valid request; the table entries live in the request pool.
+        unsafe {
+            ffi::ap_add_common_vars(self.raw);
+            ffi::ap_add_cgi_vars(self.raw);
+            let env = (*self.raw).subprocess_env;
+            if pass_authorization {
+                let auth = ffi::apr_table_get((*self.raw).headers_in, c"Authorization".as_ptr());
+                if !auth.is_null() {
+                    ffi::apr_table_setn(env, c"HTTP_AUTHORIZATION".as_ptr(), auth);
+                }
+            } else {
+                ffi::apr_table_unset(env, c"HTTP_AUTHORIZATION".as_ptr());
+            }
+            for_each_entry(env, f);
+        }
+    }
+
+    /// Prepares to read the body; chunked bodies are refused (411) for now.
+    pub fn setup_body(&self) -> Result<(), i32> {
+        // SAFETY: valid request; called once before any read.
+        match unsafe { ffi::ap_setup_client_block(self.raw, ffi::REQUEST_CHUNKED_ERROR as i32) } {
+            0 => Ok(()),
+            status => Err(status),
+        }
+    }
+
+    /// Reads body bytes (sending `100 Continue` first if the client waits for it); 0 at the end.
+    pub fn read_body(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: valid request after setup_body; buf is writable for its length.
+        let n = unsafe { ffi::ap_get_client_block(self.raw, buf.as_mut_ptr() as *mut _, buf.len() as _) };
+        if n < 0 {
+            Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "error reading the request body from the client",
+            ))
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    /// Sets status and headers; they go out with the first body bytes.
+    pub fn set_response_head(&self, status: u16, status_line: &str, headers: &[(String, String)]) {
+        let pool = self.pool();
+        // SAFETY: valid request; every string handed over is a request-pool copy.
+        unsafe {
+            (*self.raw).status = status as i32;
+            (*self.raw).status_line = pool.strdup(status_line);
+            for (name, value) in headers {
+                if name.eq_ignore_ascii_case("content-type") {
+                    ffi::ap_set_content_type(self.raw, pool.strdup(value));
+                } else if name.eq_ignore_ascii_case("www-authenticate") {
+                    // Kept on error responses too, which headers_out is not.
+                    ffi::apr_table_add((*self.raw).err_headers_out, pool.strdup(name), pool.strdup(value));
+                } else {
+                    ffi::apr_table_add((*self.raw).headers_out, pool.strdup(name), pool.strdup(value));
+                }
+            }
+        }
+    }
+
+    fn brigade(&self) -> *mut ffi::apr_bucket_brigade {
+        if self.brigade.get().is_null() {
+            // SAFETY: valid request; the brigade lives in the request pool.
+            self.brigade.set(unsafe { ffi::wsgi_rs_brigade(self.raw) });
+        }
+        self.brigade.get()
+    }
+
+    /// Sends body bytes down the output filters (headers first, on the first call).
+    pub fn write(&self, data: &[u8], flush: bool) -> io::Result<()> {
+        // SAFETY: valid request; data is only borrowed for the call (transient bucket).
+        let rv = unsafe {
+            ffi::wsgi_rs_write(
+                self.raw,
+                self.brigade(),
+                data.as_ptr() as *const _,
+                data.len() as _,
+                flush as i32,
+            )
+        };
+        if rv == ffi::APR_SUCCESS as i32 {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the client closed the connection",
+            ))
+        }
+    }
+
+    /// Ends a response whose body started as failed: the client sees it truncated.
+    pub fn abort(&self) {
+        // SAFETY: valid request.
+        unsafe { ffi::wsgi_rs_abort(self.raw, self.brigade()) }
+    }
+}

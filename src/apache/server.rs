@@ -1,0 +1,62 @@
+//! `server_rec`: one per virtual host, linked from the main server.
+
+use crate::config::ServerConfig;
+use crate::ffi;
+use std::ffi::CStr;
+use std::marker::PhantomData;
+
+#[derive(Clone, Copy)]
+pub struct Server<'a> {
+    raw: *mut ffi::server_rec,
+    _life: PhantomData<&'a ffi::server_rec>,
+}
+
+impl<'a> Server<'a> {
+    /// # Safety
+    /// `raw` is a valid server_rec for `'a`.
+    pub unsafe fn from_raw(raw: *mut ffi::server_rec) -> Server<'a> {
+        Server {
+            raw,
+            _life: PhantomData,
+        }
+    }
+
+    pub(super) fn raw(&self) -> *mut ffi::server_rec {
+        self.raw
+    }
+
+    /// This server and the virtual hosts after it.
+    pub fn iter(self) -> impl Iterator<Item = Server<'a>> {
+        std::iter::successors(Some(self), |s| {
+            // SAFETY: `next` links valid server_recs (or NULL) for the configuration's life.
+            let next = unsafe { (*s.raw).next };
+            (!next.is_null()).then(|| unsafe { Server::from_raw(next) })
+        })
+    }
+
+    pub fn config(&self) -> &'a ServerConfig {
+        // SAFETY: create/merge_server_config stored a pool-owned ServerConfig for our module.
+        unsafe { &*(ffi::wsgi_rs_server_config(self.raw) as *const ServerConfig) }
+    }
+
+    /// Mutable access while directives are read (single-threaded config phase).
+    pub fn config_mut(&self) -> &'a mut ServerConfig {
+        // SAFETY: as `config`; configuration is read by one thread at a time.
+        unsafe { &mut *(ffi::wsgi_rs_server_config(self.raw) as *mut ServerConfig) }
+    }
+
+    pub fn hostname(&self) -> String {
+        // SAFETY: server_hostname is NULL or a NUL-terminated pool string.
+        unsafe { cstr_or_empty((*self.raw).server_hostname) }
+    }
+}
+
+/// # Safety
+/// `p` is NULL or a valid NUL-terminated string.
+pub(super) unsafe fn cstr_or_empty(p: *const std::os::raw::c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}

@@ -1,0 +1,154 @@
+//! Pure configuration logic: directive parsing, merging and `%{…}` group
+//! expansion. Nothing here touches httpd or Python, so it is unit-tested.
+
+mod directive;
+mod group;
+
+pub use directive::{parse_directive, Directive, HandlerScript};
+pub use group::{GroupContext, GroupSpec};
+
+use std::sync::Arc;
+
+/// Per-directory (and per-server default) settings, one per config section.
+/// Merged by overlay: the more specific section wins, handler by handler.
+#[derive(Clone, Debug, Default)]
+pub struct DirConfig {
+    pub handlers: Vec<Arc<HandlerScript>>,
+    pub application_group: Option<GroupSpec>,
+    pub process_group: Option<GroupSpec>,
+    pub pass_authorization: Option<bool>,
+    pub script_reloading: Option<bool>,
+}
+
+impl DirConfig {
+    pub fn merge(base: &DirConfig, add: &DirConfig) -> DirConfig {
+        let mut handlers = base.handlers.clone();
+        for handler in &add.handlers {
+            match handlers.iter_mut().find(|h| h.name == handler.name) {
+                Some(slot) => *slot = Arc::clone(handler),
+                None => handlers.push(Arc::clone(handler)),
+            }
+        }
+        DirConfig {
+            handlers,
+            application_group: add.application_group.clone().or_else(|| base.application_group.clone()),
+            process_group: add.process_group.clone().or_else(|| base.process_group.clone()),
+            pass_authorization: add.pass_authorization.or(base.pass_authorization),
+            script_reloading: add.script_reloading.or(base.script_reloading),
+        }
+    }
+
+    /// Records a handler; a second registration of a name in the same section replaces the first.
+    pub fn add_handler(&mut self, handler: HandlerScript) {
+        let handler = Arc::new(handler);
+        match self.handlers.iter_mut().find(|h| h.name == handler.name) {
+            Some(slot) => *slot = handler,
+            None => self.handlers.push(handler),
+        }
+    }
+
+    /// The handler registered under `name` (as `r->handler` has it), case-insensitively.
+    pub fn handler(&self, name: &str) -> Option<&Arc<HandlerScript>> {
+        self.handlers.iter().find(|h| h.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Effective settings for a request served by `handler`: the handler's own
+    /// option wins, then the directory default, then the built-in default.
+    pub fn resolve(&self, handler: &HandlerScript) -> Resolved {
+        Resolved {
+            process_group: handler
+                .process_group
+                .clone()
+                .or_else(|| self.process_group.clone())
+                .unwrap_or(GroupSpec::Global),
+            application_group: handler
+                .application_group
+                .clone()
+                .or_else(|| self.application_group.clone())
+                .unwrap_or(GroupSpec::Resource),
+            pass_authorization: handler.pass_authorization.or(self.pass_authorization).unwrap_or(false),
+            script_reloading: self.script_reloading.unwrap_or(true),
+        }
+    }
+}
+
+/// The settings that apply to one request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resolved {
+    pub process_group: GroupSpec,
+    pub application_group: GroupSpec,
+    pub pass_authorization: bool,
+    pub script_reloading: bool,
+}
+
+/// A `process-group=` / `WSGIProcessGroup` naming a daemon group, remembered
+/// with its source so `apache2 -t` can point at it once the whole config is read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupReference {
+    pub group: String,
+    pub file: String,
+    pub line: u32,
+}
+
+/// Per-virtual-host state that is not per-directory.
+#[derive(Clone, Debug, Default)]
+pub struct ServerConfig {
+    pub process_group_references: Vec<GroupReference>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handler(name: &str, script: &str) -> HandlerScript {
+        HandlerScript::new(name, script)
+    }
+
+    #[test]
+    fn narrower_section_replaces_handler_of_same_name() {
+        let mut base = DirConfig::default();
+        base.add_handler(handler("app", "/a.wsgi"));
+        base.add_handler(handler("other", "/o.wsgi"));
+        let mut add = DirConfig::default();
+        add.add_handler(handler("APP", "/b.wsgi"));
+        let merged = DirConfig::merge(&base, &add);
+        assert_eq!(merged.handler("app").unwrap().script, "/b.wsgi");
+        assert_eq!(merged.handler("Other").unwrap().script, "/o.wsgi");
+        assert_eq!(merged.handlers.len(), 2);
+        assert!(merged.handler("missing").is_none());
+    }
+
+    #[test]
+    fn resolve_prefers_handler_option_then_directory_default() {
+        let mut dir = DirConfig {
+            application_group: Some(GroupSpec::Literal("dirgroup".into())),
+            pass_authorization: Some(true),
+            ..Default::default()
+        };
+        let mut h = handler("x", "/x.wsgi");
+        assert_eq!(dir.resolve(&h).application_group, GroupSpec::Literal("dirgroup".into()));
+        assert!(dir.resolve(&h).pass_authorization);
+        h.application_group = Some(GroupSpec::Global);
+        h.pass_authorization = Some(false);
+        assert_eq!(dir.resolve(&h).application_group, GroupSpec::Global);
+        assert!(!dir.resolve(&h).pass_authorization);
+        dir.application_group = None;
+        let plain = handler("y", "/y.wsgi");
+        let resolved = dir.resolve(&plain);
+        assert_eq!(resolved.application_group, GroupSpec::Resource);
+        assert_eq!(resolved.process_group, GroupSpec::Global);
+        assert!(resolved.script_reloading);
+    }
+
+    #[test]
+    fn merge_keeps_base_defaults_when_add_is_silent() {
+        let base = DirConfig {
+            process_group: Some(GroupSpec::Literal("g".into())),
+            script_reloading: Some(false),
+            ..Default::default()
+        };
+        let merged = DirConfig::merge(&base, &DirConfig::default());
+        assert_eq!(merged.process_group, Some(GroupSpec::Literal("g".into())));
+        assert_eq!(merged.script_reloading, Some(false));
+    }
+}

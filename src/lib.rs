@@ -1,0 +1,19 @@
+//! mod_wsgi_rs: an Apache httpd module that runs Python WSGI handler scripts
+//! (mod_wsgi's `WSGIHandlerScript`).
+//!
+//! Layers, bottom up: `ffi` (bindgen) → `apache` and `python` (the only places
+//! with `unsafe`) → `config` (pure directive logic) and `wsgi` (PEP 3333).
+
+#![cfg_attr(test, allow(dead_code, unused_imports))]
+
+pub mod config;
+mod log;
+mod python;
+mod wsgi;
+
+#[cfg(not(test))]
+mod apache;
+#[cfg(not(test))]
+mod ffi;
+#[cfg(not(test))]
+mod module;

@@ -1,0 +1,119 @@
+//! The module's behaviour, in safe Rust over the `apache` and `python`
+//! wrappers: directives, configuration checks, child start/exit, and
+//! request dispatch (`handler`).
+
+mod handler;
+
+pub use handler::handle;
+
+use crate::apache::{self, CmdParms, Server};
+use crate::config::{parse_directive, DirConfig, Directive, GroupReference, GroupSpec, ServerConfig};
+use crate::log::Level;
+use crate::python;
+use std::time::Duration;
+
+/// Applies one directive to the section's config.
+pub fn directive(cmd: &CmdParms<'_>, dir: &mut DirConfig, words: &[String]) -> Result<(), String> {
+    let name = cmd.directive_name();
+    let parsed = parse_directive(&name, words, &|path| cmd.server_root_relative(path))?;
+    let (file, line) = cmd.location();
+    let check_process_group = |group: &Option<GroupSpec>| -> Result<(), String> {
+        let Some(group) = group.as_ref().and_then(GroupSpec::literal) else {
+            return Ok(());
+        };
+        let reference = GroupReference {
+            group: group.to_string(),
+            file: file.clone(),
+            line,
+        };
+        if cmd.at_request_time() {
+            // .htaccess: the whole configuration is known already.
+            return undefined_group_error(&reference, cmd.server()).map_or(Ok(()), Err);
+        }
+        server_config_mut(cmd).process_group_references.push(reference);
+        Ok(())
+    };
+    match parsed {
+        Directive::HandlerScript(handler) => {
+            check_process_group(&handler.process_group)?;
+            dir.add_handler(handler);
+        }
+        Directive::ApplicationGroup(group) => dir.application_group = Some(group),
+        Directive::ProcessGroup(group) => {
+            check_process_group(&Some(group.clone()))?;
+            dir.process_group = Some(group);
+        }
+        Directive::PassAuthorization(on) => dir.pass_authorization = Some(on),
+        Directive::ScriptReloading(on) => dir.script_reloading = Some(on),
+        Directive::Ignored { warning } => {
+            cmd.server().log(Level::Warning, &format!("{file}:{line}: {warning}"));
+        }
+    }
+    Ok(())
+}
+
+fn server_config_mut<'a>(cmd: &CmdParms<'a>) -> &'a mut ServerConfig {
+    cmd.server().config_mut()
+}
+
+/// Daemon process groups are not implemented yet: every named group is
+/// undefined, which must fail the configuration rather than silently run
+/// the handler embedded.
+fn undefined_group_error(reference: &GroupReference, _server: Server<'_>) -> Option<String> {
+    Some(format!(
+        "{}:{}: WSGI process group '{}' is not defined: no WSGIDaemonProcess '{}' is configured for this server \
+         (daemon mode is not available in this build; use process-group=%{{GLOBAL}} or drop the option to run embedded)",
+        reference.file, reference.line, reference.group, reference.group
+    ))
+}
+
+/// Whole-configuration checks (`apache2 -t` runs these too).
+pub fn check_config(main: Server<'_>) -> bool {
+    let mut ok = true;
+    for server in main.iter() {
+        for reference in &server.config().process_group_references {
+            if let Some(error) = undefined_group_error(reference, server) {
+                main.log(Level::Error, &error);
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+/// Python comes up in each child (never in Apache's parent, which reloads
+/// this module on every restart). Returns what to run at child exit.
+pub fn child_init(server: Server<'_>) -> Option<fn()> {
+    handler::record_mpm(apache::mpm_is_threaded(), apache::mpm_max_daemons());
+    let options = python::Options {
+        program_name: "/usr/bin/python3",
+        server_log: apache::log_main,
+    };
+    match python::initialize(&options) {
+        Ok(_) => Some(child_exit),
+        Err(error) => {
+            server.log(
+                Level::Error,
+                &format!("cannot initialise Python in this child: {error}"),
+            );
+            None
+        }
+    }
+}
+
+/// Apache kills a child that takes ~3 s to exit; finalise well within that.
+fn child_exit() {
+    python::finalize(Duration::from_millis(1500));
+}
+
+/// An ungraceful stop (`-k stop`/`-k restart`) must not wait for requests
+/// stuck in Python: after a short grace period the child exits anyway,
+/// sooner and more quietly than Apache's SIGKILL would end it.
+pub fn child_stopping(graceful: bool) {
+    if !graceful {
+        python::start_exit_watchdog(
+            Duration::from_millis(1000),
+            "requests still running in Python at an ungraceful stop",
+        );
+    }
+}

@@ -1,0 +1,149 @@
+/*
+ * The macro-shaped part of mod_wsgi_rs: the module record, the command table,
+ * hook registration and wrappers for httpd's logging and config-lookup macros.
+ * Everything with behaviour lives in Rust (the wsgi_rs_* functions below).
+ *
+ * The file is named mod_wsgi.c so that the record's name is "mod_wsgi.c": an
+ * existing mod_wsgi configuration guarded by <IfModule mod_wsgi.c> keeps
+ * taking effect after switching the LoadModule line to this module.
+ */
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_request.h"
+#include "http_protocol.h"
+#include "mpm_common.h"
+#include "apr_buckets.h"
+
+/* Implemented in Rust (src/apache/entry.rs). */
+extern const char *wsgi_rs_directive(cmd_parms *cmd, void *dir_config, const char *args);
+extern void *wsgi_rs_create_dir_config(apr_pool_t *p, char *dir);
+extern void *wsgi_rs_merge_dir_config(apr_pool_t *p, void *base, void *add);
+extern void *wsgi_rs_create_server_config(apr_pool_t *p, server_rec *s);
+extern void *wsgi_rs_merge_server_config(apr_pool_t *p, void *base, void *add);
+extern int wsgi_rs_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s);
+extern int wsgi_rs_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s);
+extern void wsgi_rs_child_init(apr_pool_t *pchild, server_rec *s);
+extern void wsgi_rs_child_stopping(apr_pool_t *pchild, int graceful);
+extern int wsgi_rs_handler(request_rec *r);
+
+
+/* Every directive is RAW_ARGS: Rust tokenises (ap_getword_conf) and checks the
+ * words itself, so all error texts come from one place. */
+#define WSGI_DIRECTIVE(name, where, help) \
+    AP_INIT_RAW_ARGS(name, wsgi_rs_directive, NULL, where, help)
+
+static const command_rec wsgi_rs_commands[] = {
+    WSGI_DIRECTIVE("WSGIHandlerScript", RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
+                   "name path [process-group=G] [application-group=A] [pass-authorization=On|Off]"),
+    WSGI_DIRECTIVE("WSGIApplicationGroup", RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
+                   "default application group (Python interpreter) for handlers here"),
+    WSGI_DIRECTIVE("WSGIProcessGroup", RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
+                   "default daemon process group for handlers here"),
+    WSGI_DIRECTIVE("WSGIPassAuthorization", RSRC_CONF | ACCESS_CONF | OR_AUTHCFG,
+                   "On|Off: pass the Authorization header to the application"),
+    WSGI_DIRECTIVE("WSGIScriptReloading", RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
+                   "On|Off: reload a handler script when its modification time changes"),
+    WSGI_DIRECTIVE("WSGICallableObject", RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
+                   "accepted for compatibility; handler scripts always use handle_request"),
+    { NULL }
+};
+
+static void wsgi_rs_register_hooks(apr_pool_t *p)
+{
+    (void)p;
+    ap_hook_check_config(wsgi_rs_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(wsgi_rs_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(wsgi_rs_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_stopping(wsgi_rs_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(wsgi_rs_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+AP_DECLARE_MODULE(wsgi_rs) = {
+    STANDARD20_MODULE_STUFF,
+    wsgi_rs_create_dir_config,
+    wsgi_rs_merge_dir_config,
+    wsgi_rs_create_server_config,
+    wsgi_rs_merge_server_config,
+    wsgi_rs_commands,
+    wsgi_rs_register_hooks,
+    AP_MODULE_FLAG_NONE
+};
+
+/* ---- wrappers for macros ---- */
+
+void *wsgi_rs_dir_config(ap_conf_vector_t *per_dir_config)
+{
+    return ap_get_module_config(per_dir_config, &wsgi_rs_module);
+}
+
+void *wsgi_rs_server_config(const server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &wsgi_rs_module);
+}
+
+void wsgi_rs_log_server(const server_rec *s, int level, int status, const char *msg)
+{
+    ap_log_error(APLOG_MARK, level, status, s, "%s", msg);
+}
+
+void wsgi_rs_log_request(const request_rec *r, int level, int status, const char *msg)
+{
+    ap_log_rerror(APLOG_MARK, level, status, r, "%s", msg);
+}
+
+int wsgi_rs_server_log_enabled(const server_rec *s, int level)
+{
+    return APLOG_IS_LEVEL(s, level);
+}
+
+int wsgi_rs_request_log_enabled(const request_rec *r, int level)
+{
+    return APLOG_R_IS_LEVEL(r, level);
+}
+
+/* ---- brigade helpers (APR_BRIGADE_* are macros) ---- */
+
+/* Passes data (and optionally a flush) down the output filters. Transient
+ * buckets: filters that keep the data copy it. */
+apr_status_t wsgi_rs_write(request_rec *r, apr_bucket_brigade *bb, const char *data,
+                           apr_size_t len, int flush)
+{
+    apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
+    apr_status_t rv;
+
+    if (len) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_transient_create(data, len, ba));
+    }
+    if (flush) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(ba));
+    }
+    rv = ap_pass_brigade(r->output_filters, bb);
+    apr_brigade_cleanup(bb);
+    if (rv == APR_SUCCESS && r->connection->aborted) {
+        rv = APR_ECONNABORTED;
+    }
+    return rv;
+}
+
+/* Ends a response whose body already started as failed, the way mod_proxy
+ * reports a backend that broke mid-body: an error bucket makes the chunking
+ * filter omit the final chunk and the connection is closed, so the client
+ * sees a truncated response rather than a clean end. */
+void wsgi_rs_abort(request_rec *r, apr_bucket_brigade *bb)
+{
+    apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
+
+    r->connection->keepalive = AP_CONN_CLOSE;
+    r->no_cache = 1;
+    APR_BRIGADE_INSERT_TAIL(bb, ap_bucket_error_create(HTTP_BAD_GATEWAY, NULL, r->pool, ba));
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
+    ap_pass_brigade(r->output_filters, bb);
+    apr_brigade_cleanup(bb);
+}
+
+apr_bucket_brigade *wsgi_rs_brigade(request_rec *r)
+{
+    return apr_brigade_create(r->pool, r->connection->bucket_alloc);
+}

@@ -1,0 +1,27 @@
+/* What bindgen sees: the httpd and APR API the Rust side calls. */
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_main.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "util_script.h"
+#include "ap_mpm.h"
+#include "apr_strings.h"
+#include "apr_tables.h"
+#include "apr_buckets.h"
+#include "util_filter.h"
+#include "mpm_common.h"
+#include "apr_md5.h"
+
+/* From the shim (src/shim/mod_wsgi.c). */
+void *wsgi_rs_dir_config(ap_conf_vector_t *per_dir_config);
+void *wsgi_rs_server_config(const server_rec *s);
+void wsgi_rs_log_server(const server_rec *s, int level, int status, const char *msg);
+void wsgi_rs_log_request(const request_rec *r, int level, int status, const char *msg);
+int wsgi_rs_server_log_enabled(const server_rec *s, int level);
+int wsgi_rs_request_log_enabled(const request_rec *r, int level);
+apr_status_t wsgi_rs_write(request_rec *r, apr_bucket_brigade *bb, const char *data, apr_size_t len, int flush);
+void wsgi_rs_abort(request_rec *r, apr_bucket_brigade *bb);
+apr_bucket_brigade *wsgi_rs_brigade(request_rec *r);
