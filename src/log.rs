@@ -5,6 +5,7 @@ pub enum Level {
     Error,
     Warning,
     Info,
+    Debug,
 }
 
 /// Where layers without a request at hand (Python's sys.stdout/stderr,

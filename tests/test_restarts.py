@@ -115,10 +115,14 @@ def test_restart_and_stop_with_background_daemon_threads(apache_factory, mpm):
     """Apps that leave daemon threads running, in a sub-interpreter and in
     the main interpreter, must not hang or crash restart/stop."""
     a = make_server(apache_factory, mpm)
-    pids = warm(a, paths=PATHS + ["/d", "/dg"])
-    t = a.restart()
-    assert t < RESTART_LIMIT, "restart took %.2fs" % t
-    assert not harness.wait_pids_gone(pids, timeout=5)
+    # Repeated, because the failure seen (a child crashing at exit while a
+    # daemon thread runs) does not happen every time.
+    for i in range(3):
+        pids = warm(a, paths=PATHS + ["/d", "/dg"])
+        t = a.restart()
+        assert t < RESTART_LIMIT, "restart #%d took %.2fs" % (i, t)
+        assert not harness.wait_pids_gone(pids, timeout=5)
+        harness.assert_clean_log(a.error_log())
     pids = warm(a, paths=PATHS + ["/d", "/dg"])
     t = a.graceful()
     assert t < RESTART_LIMIT, "graceful took %.2fs" % t

@@ -113,8 +113,10 @@ pub unsafe extern "C" fn wsgi_rs_post_config(
     _pconf: *mut ffi::apr_pool_t,
     _plog: *mut ffi::apr_pool_t,
     _ptemp: *mut ffi::apr_pool_t,
-    _s: *mut ffi::server_rec,
+    s: *mut ffi::server_rec,
 ) -> c_int {
+    // SAFETY: s is the main server.
+    guarded("post_config", (), || crate::module::post_config(Server::from_raw(s)));
     ffi::OK as c_int
 }
 

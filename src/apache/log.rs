@@ -11,6 +11,7 @@ pub(super) fn aplog_level(level: Level) -> i32 {
         Level::Error => ffi::APLOG_ERR,
         Level::Warning => ffi::APLOG_WARNING,
         Level::Info => ffi::APLOG_INFO,
+        Level::Debug => ffi::APLOG_DEBUG,
     }) as i32
 }
 

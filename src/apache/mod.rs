@@ -48,3 +48,18 @@ pub fn md5_hex(text: &str) -> String {
     unsafe { crate::ffi::apr_md5(digest.as_mut_ptr(), text.as_ptr() as *const _, text.len() as _) };
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The record names of all modules loaded in this configuration.
+pub fn loaded_module_names() -> Vec<String> {
+    let mut names = Vec::new();
+    // SAFETY: ap_top_module heads the list of loaded modules for this
+    // configuration; each record's name is a static string.
+    unsafe {
+        let mut m = crate::ffi::ap_top_module;
+        while !m.is_null() {
+            names.push(server::cstr_or_empty((*m).name));
+            m = (*m).next;
+        }
+    }
+    names
+}

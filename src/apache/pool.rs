@@ -27,6 +27,10 @@ impl<'a> Pool<'a> {
         }
     }
 
+    pub(super) fn raw(&self) -> *mut ffi::apr_pool_t {
+        self.raw
+    }
+
     /// Moves `value` into the pool: it is dropped when the pool is cleared or destroyed.
     pub fn own<T>(&self, value: T) -> *mut T {
         let ptr = Box::into_raw(Box::new(value));

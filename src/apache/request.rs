@@ -215,9 +215,51 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// Sends `len` bytes of the open file `fd` from `offset` (sendfile/mmap
+    /// through Apache's file bucket). The descriptor is duplicated and the
+    /// copy belongs to the request pool, since the MPM may write the bucket
+    /// after the application closed its file.
+    pub fn write_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<()> {
+        // SAFETY: dup of a descriptor the caller holds open; checked below.
+        let dup = unsafe { libc::dup(fd) };
+        if dup < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let pool = self.pool();
+        pool.own(OwnedDescriptor(dup));
+        let mut file: *mut ffi::apr_file_t = std::ptr::null_mut();
+        let mut os_fd = dup;
+        // SAFETY: valid request; apr_os_file_put wraps (without owning) the descriptor;
+        // the bucket refers to the request pool, which outlives the response.
+        unsafe {
+            let rv = ffi::apr_os_file_put(&mut file, &mut os_fd, ffi::APR_FOPEN_READ as i32, pool.raw());
+            if rv != ffi::APR_SUCCESS as i32 {
+                return Err(io::Error::other("cannot wrap the file descriptor for Apache"));
+            }
+            ffi::apr_brigade_insert_file(self.brigade(), file, offset as _, len as _, pool.raw());
+        }
+        self.write(&[], false)
+    }
+
+    /// True for HEAD requests (Apache sends no body for them).
+    pub fn header_only(&self) -> bool {
+        // SAFETY: plain field read.
+        unsafe { (*self.raw).header_only != 0 }
+    }
+
     /// Ends a response whose body started as failed: the client sees it truncated.
     pub fn abort(&self) {
         // SAFETY: valid request.
         unsafe { ffi::wsgi_rs_abort(self.raw, self.brigade()) }
+    }
+}
+
+/// A descriptor closed when the owning pool is cleaned up.
+struct OwnedDescriptor(i32);
+
+impl Drop for OwnedDescriptor {
+    fn drop(&mut self) {
+        // SAFETY: we own this descriptor (from dup) and close it once.
+        unsafe { libc::close(self.0) };
     }
 }

@@ -54,6 +54,12 @@ impl Transport for Embedded<'_, '_> {
     fn send_body(&self, data: &[u8], flush: bool) -> io::Result<()> {
         self.request.write(data, flush)
     }
+    fn send_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<()> {
+        self.request.write_file(fd, offset, len)
+    }
+    fn is_head(&self) -> bool {
+        self.request.header_only()
+    }
     fn abort(&self) {
         self.request.abort()
     }

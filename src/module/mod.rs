@@ -10,6 +10,7 @@ use crate::apache::{self, CmdParms, Server};
 use crate::config::{parse_directive, DirConfig, Directive, GroupReference, GroupSpec, ServerConfig};
 use crate::log::Level;
 use crate::python;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Applies one directive to the section's config.
@@ -70,6 +71,19 @@ fn undefined_group_error(reference: &GroupReference, _server: Server<'_>) -> Opt
 /// Whole-configuration checks (`apache2 -t` runs these too).
 pub fn check_config(main: Server<'_>) -> bool {
     let mut ok = true;
+    if apache::loaded_module_names()
+        .iter()
+        .filter(|n| n.as_str() == "mod_wsgi.c")
+        .count()
+        > 1
+    {
+        main.log(
+            Level::Error,
+            "mod_wsgi is loaded together with mod_wsgi_rs; both define the WSGI* directives. \
+             Load only one of them (Debian: a2dismod wsgi).",
+        );
+        ok = false;
+    }
     for server in main.iter() {
         for reference in &server.config().process_group_references {
             if let Some(error) = undefined_group_error(reference, server) {
@@ -79,6 +93,19 @@ pub fn check_config(main: Server<'_>) -> bool {
         }
     }
     ok
+}
+
+/// Counts post_config calls in this image of the module. Apache unloads and
+/// reloads the module on every restart, so this stays 1 unless something
+/// pins the old image (which would also keep a rebuilt .so from loading).
+static POST_CONFIG_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+pub fn post_config(server: Server<'_>) {
+    let calls = POST_CONFIG_CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+    server.log(
+        Level::Debug,
+        &format!("post_config call #{calls} in this image of the module"),
+    );
 }
 
 /// Python comes up in each child (never in Apache's parent, which reloads

@@ -47,6 +47,12 @@ impl<'py> PyException<'py> {
         })
     }
 
+    /// True if the exception is an instance of the class at address `class`.
+    pub(crate) fn is_instance_of(&self, class: usize) -> bool {
+        // SAFETY: attached; class is a live exception class.
+        unsafe { ffi::PyErr_GivenExceptionMatches(self.kind.as_ptr(), class as *mut ffi::PyObject) != 0 }
+    }
+
     /// The full traceback text (`traceback.format_exception`), falling back to `repr`.
     pub fn format(&self) -> String {
         let gil = self.value.gil();

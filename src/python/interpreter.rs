@@ -19,10 +19,6 @@ use std::collections::HashMap;
 pub struct InterpreterState {
     /// `*mut PyInterpreterState`, as an address so the state is Send + Sync.
     ptr: usize,
-    /// The thread state Py_NewInterpreter made, and its OS thread: `threading`
-    /// was imported there, so that is the interpreter's `threading._main_thread`.
-    creation_tstate: usize,
-    creation_thread: libc::pthread_t,
     /// The application group name; `""` for the main interpreter.
     pub name: String,
     pub types: NativeTypes,
@@ -116,9 +112,6 @@ pub(super) fn register_main(init_tstate: *mut ffi::PyThreadState, types: NativeT
     *MAIN.get_or_init(|| {
         Interpreter(Box::leak(Box::new(InterpreterState {
             ptr,
-            creation_tstate: init_tstate as usize,
-            // SAFETY: pthread_self has no preconditions.
-            creation_thread: unsafe { libc::pthread_self() },
             name: String::new(),
             types,
         })))
@@ -199,9 +192,6 @@ pub fn get_or_create(
     let types = result?;
     let interp = Interpreter(Box::leak(Box::new(InterpreterState {
         ptr,
-        creation_tstate: new_ts as usize,
-        // SAFETY: pthread_self has no preconditions.
-        creation_thread: unsafe { libc::pthread_self() },
         name: name.to_string(),
         types,
     })));
@@ -209,40 +199,19 @@ pub fn get_or_create(
     Ok(interp)
 }
 
-/// Ends every sub-interpreter; called attached to the main interpreter's
-/// init thread state during finalisation, after all request threads stopped.
-pub(super) fn end_sub_interpreters(init_tstate: *mut ffi::PyThreadState) {
-    let named: Vec<Interpreter> = NAMED.write().drain().map(|(_, i)| i).collect();
+/// Runs `f` in each sub-interpreter; called at process exit while attached to
+/// the main interpreter on the exiting thread, which is left attached to
+/// `main_tstate` afterwards.
+pub(super) fn for_each_sub_interpreter(main_tstate: *mut ffi::PyThreadState, mut f: impl FnMut(Gil<'_>)) {
+    let named: Vec<Interpreter> = NAMED.read().values().copied().collect();
     for interp in named {
-        let ptr = interp.0.ptr as *mut ffi::PyInterpreterState;
-        // threading._shutdown (run by Py_EndInterpreter) releases _main_thread's
-        // lock only on _main_thread's own OS thread and otherwise waits for it.
-        // So on the creation thread (prefork) end with the creation thread state;
-        // elsewhere delete it (releasing its lock) and end with a fresh one.
-        // SAFETY: attached (init_tstate current) and every other thread has
-        // stopped; idle thread states are deleted as Py_EndInterpreter requires,
-        // then we switch back to init_tstate.
-        unsafe {
-            let ts = if libc::pthread_equal(interp.0.creation_thread, libc::pthread_self()) != 0 {
-                interp.0.creation_tstate as *mut ffi::PyThreadState
-            } else {
-                ffi::PyThreadState_New(ptr)
-            };
-            ffi::PyThreadState_Swap(ts);
-            loop {
-                let mut other = ffi::PyInterpreterState_ThreadHead(ptr);
-                while !other.is_null() && other == ts {
-                    other = ffi::PyThreadState_Next(other);
-                }
-                if other.is_null() {
-                    break;
-                }
-                ffi::PyThreadState_Clear(other);
-                ffi::PyThreadState_Delete(other);
-            }
-            ffi::Py_EndInterpreter(ts);
-            ffi::PyThreadState_Swap(init_tstate);
-        }
+        let ts = thread_sub_tstate(interp.0.ptr);
+        // SAFETY: we hold the GIL (main_tstate current); swapping to this thread's
+        // own state for the sub-interpreter keeps it, and we swap back after.
+        unsafe { ffi::PyThreadState_Swap(ts) };
+        // SAFETY: attached to the sub-interpreter until the swap below.
+        f(unsafe { Gil::assume() });
+        // SAFETY: as above.
+        unsafe { ffi::PyThreadState_Swap(main_tstate) };
     }
-    SUB_TSTATES.with(|s| s.borrow_mut().clear());
 }

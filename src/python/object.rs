@@ -259,6 +259,28 @@ impl<'py> Obj<'py> {
         }
     }
 
+    /// The value of an `int` that fits in i64.
+    pub fn as_i64(&self) -> Option<i64> {
+        // SAFETY: attached; the check makes PyLong_AsLongLong valid; overflow clears its error.
+        unsafe {
+            if ffi::PyLong_Check(self.as_ptr()) == 0 {
+                return None;
+            }
+            let v = ffi::PyLong_AsLongLong(self.as_ptr());
+            if v == -1 && !ffi::PyErr_Occurred().is_null() {
+                ffi::PyErr_Clear();
+                return None;
+            }
+            Some(v)
+        }
+    }
+
+    /// True if this is the `True` singleton.
+    pub fn is_true(&self) -> bool {
+        // SAFETY: Py_True is a static singleton.
+        self.as_ptr() == unsafe { ffi::Py_True() }
+    }
+
     pub fn type_name(&self) -> String {
         // SAFETY: attached; every object has a type with a NUL-terminated tp_name.
         unsafe {
@@ -423,6 +445,20 @@ impl<'py> Gil<'py> {
     pub fn error_occurred(self) -> bool {
         // SAFETY: attached.
         !unsafe { ffi::PyErr_Occurred() }.is_null()
+    }
+
+    /// Clears the current exception if it is an OSError or ValueError
+    /// (e.g. io.UnsupportedOperation) and says whether it did.
+    pub fn take_os_or_value_error(self) -> bool {
+        // SAFETY: attached.
+        unsafe {
+            let matches = ffi::PyErr_ExceptionMatches(ffi::PyExc_OSError) != 0
+                || ffi::PyErr_ExceptionMatches(ffi::PyExc_ValueError) != 0;
+            if matches {
+                ffi::PyErr_Clear();
+            }
+            matches
+        }
     }
 
     /// Re-raises an exception given as `(type, value, traceback)`, as `exc_info` carries it.

@@ -122,9 +122,15 @@ pub fn start_exit_watchdog(budget: Duration, why: &'static str) {
     }
 }
 
-/// Finalises Python at process exit: ends sub-interpreters, runs atexit
-/// handlers and `Py_FinalizeEx`. A watchdog exits the process if that hangs,
-/// well before Apache would SIGKILL it.
+/// Python's part of process exit: runs the `atexit` functions of every
+/// interpreter and flushes its streams, within `budget` (a watchdog ends the
+/// process if an exit function hangs).
+///
+/// Deliberately no `Py_FinalizeEx`/`Py_EndInterpreter`: an application's
+/// daemon thread that wakes up during finalisation aborts the process
+/// ("Fatal Python error: take_gil"), and joining non-daemon threads can hang
+/// the exit. Instead this thread keeps the GIL, so no Python code runs while
+/// the process exits.
 pub fn finalize(budget: Duration) {
     let init = INIT_TSTATE.swap(0, Ordering::AcqRel) as *mut ffi::PyThreadState;
     if init.is_null() || FINALIZING.swap(true, Ordering::AcqRel) {
@@ -135,19 +141,37 @@ pub fn finalize(budget: Duration) {
         // middle of a request (prefork's SIGTERM): Python cannot be entered.
         log(
             Level::Info,
-            "skipping Python finalisation: a request is still running in Python",
+            "skipping Python exit functions: a request is still running in Python",
         );
         return;
     }
-    start_exit_watchdog(budget, "Python finalisation did not finish in time");
-    // SAFETY: all request threads have stopped; the init thread state was
-    // detached by `initialize` and is re-attached here, on whichever thread
-    // runs the child's exit cleanups.
-    unsafe {
-        ffi::PyEval_RestoreThread(init);
-        interpreter::end_sub_interpreters(init);
-        if ffi::Py_FinalizeEx() < 0 {
-            log(Level::Warning, "Python reported an error while finalising");
+    start_exit_watchdog(budget, "Python exit functions did not finish in time");
+    // SAFETY: request threads have stopped; the init thread state was detached
+    // by `initialize` and is re-attached here, on the thread running the
+    // child's exit cleanups. It is never released again.
+    unsafe { ffi::PyEval_RestoreThread(init) };
+    interpreter::for_each_sub_interpreter(init, run_exit_functions);
+    // SAFETY: attached to the main interpreter again.
+    run_exit_functions(unsafe { Gil::assume() });
+}
+
+fn run_exit_functions(gil: Gil<'_>) {
+    let result = (|| -> PyResult<()> {
+        let sys = gil.import("sys")?;
+        if sys.getattr("modules")?.dict_get_str("atexit").is_some() {
+            gil.import("atexit")?.call_method("_run_exitfuncs", &[])?;
+        }
+        for stream in ["stdout", "stderr"] {
+            if let Some(s) = sys.getattr_opt(stream)?.filter(|s| !s.is_none()) {
+                s.call_method("flush", &[])?;
+            }
+        }
+        Ok(())
+    })();
+    if let Err(raised) = result {
+        let trace = PyException::from_raised(gil, raised).format();
+        for line in trace.lines() {
+            log(Level::Error, line);
         }
     }
 }

@@ -32,6 +32,7 @@ pub fn build<'py>(
     info: &EnvironInfo<'_>,
     input: &Obj<'py>,
     errors: &Obj<'py>,
+    file_wrapper: &Obj<'py>,
 ) -> PyResult<Obj<'py>> {
     let environ = gil.dict()?;
     let mut failed = None;
@@ -68,6 +69,7 @@ pub fn build<'py>(
     environ.dict_set_str("wsgi.multiprocess", &gil.bool(info.multiprocess))?;
     environ.dict_set_str("wsgi.run_once", &gil.bool(false))?;
     environ.dict_set_str("wsgi.input_terminated", &gil.bool(true))?;
+    environ.dict_set_str("wsgi.file_wrapper", file_wrapper)?;
     environ.dict_set_str("mod_wsgi.process_group", &gil.str(info.process_group)?)?;
     environ.dict_set_str("mod_wsgi.application_group", &gil.str(info.application_group)?)?;
     environ.dict_set_str("mod_wsgi.callable_object", &gil.str("handle_request")?)?;

@@ -3,6 +3,7 @@
 //! came from (an Apache request now, a daemon socket later).
 
 mod environ;
+mod file;
 mod headers;
 mod input;
 mod response;
@@ -24,6 +25,10 @@ pub trait Transport {
     /// Records status and headers; they go out with the first body bytes.
     fn send_head(&self, status: u16, status_line: &str, headers: &[(String, String)]);
     fn send_body(&self, data: &[u8], flush: bool) -> io::Result<()>;
+    /// Sends `len` bytes of the open file `fd` from `offset`, without copying through Python.
+    fn send_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<()>;
+    /// True for HEAD: the body is produced but not sent.
+    fn is_head(&self) -> bool;
     /// Ends a started response as failed (the client must see it truncated).
     fn abort(&self);
     fn log(&self, level: Level, message: &str);
@@ -67,14 +72,14 @@ pub fn serve<'py>(
 ) -> Outcome {
     let reader = BodyReader::new(t);
     let errors = ErrorsStream(t);
-    let exchange = Exchange::new(t);
+    let exchange = Exchange::new(t, types);
     let scope = Scope::new(gil);
     let prepared = (|| {
         let input = scope.input(types, &reader)?;
         let errors = scope.log(types, &errors)?;
         let start_response = scope.callable(types, &exchange, response::START_RESPONSE)?;
         exchange.set_write(scope.callable(types, &exchange, response::WRITE)?);
-        let environ = environ::build(gil, t, info, &input, &errors)?;
+        let environ = environ::build(gil, t, info, &input, &errors, &types.file_wrapper(gil))?;
         Ok::<_, Raised>((environ, start_response))
     })();
     let (environ, start_response) = match prepared {

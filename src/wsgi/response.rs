@@ -1,8 +1,12 @@
-//! `start_response`, `write` and sending the application's iterable.
+//! `start_response`, `write` and sending the application's iterable, with
+//! PEP 3333's rules: one start_response (again only with exc_info), headers
+//! out with the first body bytes, Content-Length honoured, `close()` always.
 
+use super::file;
 use super::headers::{check_header, parse_status};
-use super::{log_lines, log_traceback, Outcome, Transport};
-use crate::python::{Args, CallTarget, ErrorKind, Gil, Obj, PyException, PyResult, Raised};
+use super::{log_traceback, Outcome, Transport};
+use crate::log::Level;
+use crate::python::{allow_threads, Args, CallTarget, ErrorKind, Gil, NativeTypes, Obj, PyException, PyResult, Raised};
 use std::cell::RefCell;
 
 pub const START_RESPONSE: u32 = 0;
@@ -12,6 +16,14 @@ struct Head {
     status: u16,
     status_line: String,
     headers: Vec<(String, String)>,
+    content_length: Option<u64>,
+}
+
+impl Head {
+    /// Statuses that never carry a body (so never a computed Content-Length).
+    fn bodiless(&self) -> bool {
+        self.status < 200 || self.status == 204 || self.status == 304
+    }
 }
 
 #[derive(Default)]
@@ -19,18 +31,32 @@ struct State<'py> {
     head: Option<Head>,
     head_sent: bool,
     write: Option<Obj<'py>>,
+    /// Body bytes passed to Apache so far.
+    sent: u64,
+    overflow_logged: bool,
+    client_gone: bool,
+}
+
+/// Why body bytes could not be delivered.
+enum Undelivered {
+    /// A Python exception is set (e.g. no start_response yet).
+    Raised(Raised),
+    /// The client closed the connection.
+    ClientGone,
 }
 
 /// One WSGI call's response side.
 pub struct Exchange<'t, 'py> {
     transport: &'t dyn Transport,
+    types: &'t NativeTypes,
     state: RefCell<State<'py>>,
 }
 
 impl<'t, 'py> Exchange<'t, 'py> {
-    pub fn new(transport: &'t dyn Transport) -> Self {
+    pub fn new(transport: &'t dyn Transport, types: &'t NativeTypes) -> Self {
         Exchange {
             transport,
+            types,
             state: RefCell::new(State::default()),
         }
     }
@@ -60,7 +86,7 @@ impl<'t, 'py> Exchange<'t, 'py> {
             if slot.replace(value).is_some() {
                 return Err(gil.raise(
                     ErrorKind::Type,
-                    &format!("start_response() got multiple values for argument '{key}'"),
+                    &format!("start_response() got multiple values for '{key}'"),
                 ));
             }
         }
@@ -104,12 +130,45 @@ impl<'t, 'py> Exchange<'t, 'py> {
         Ok(())
     }
 
-    fn send(&self, gil: Gil<'_>, data: &[u8], flush: bool) -> PyResult<()> {
+    /// How many of `len` bytes may still go out under the declared Content-Length.
+    fn allowance(&self, len: u64) -> u64 {
+        let mut state = self.state.borrow_mut();
+        let Some(declared) = state.head.as_ref().and_then(|h| h.content_length) else {
+            return len;
+        };
+        let allowed = declared.saturating_sub(state.sent).min(len);
+        if allowed < len && !state.overflow_logged {
+            state.overflow_logged = true;
+            drop(state);
+            self.transport.log(
+                Level::Error,
+                &format!(
+                    "the application returned more bytes than its Content-Length of {declared}; the excess was dropped"
+                ),
+            );
+        }
+        allowed
+    }
+
+    fn deliver(&self, gil: Gil<'_>, data: &[u8], flush: bool) -> Result<(), Undelivered> {
         if data.is_empty() {
             return Ok(());
         }
-        self.ensure_head_sent(gil)?;
-        crate::python::allow_threads(gil, || self.transport.send_body(data, flush)).map_err(|e| gil.raise_io(&e))
+        self.ensure_head_sent(gil).map_err(Undelivered::Raised)?;
+        let allowed = self.allowance(data.len() as u64) as usize;
+        if allowed == 0 {
+            return Ok(());
+        }
+        match allow_threads(gil, || self.transport.send_body(&data[..allowed], flush)) {
+            Ok(()) => {
+                self.state.borrow_mut().sent += allowed as u64;
+                Ok(())
+            }
+            Err(_) => {
+                self.state.borrow_mut().client_gone = true;
+                Err(Undelivered::ClientGone)
+            }
+        }
     }
 
     fn write<'g>(&self, gil: Gil<'g>, args: Args<'g>) -> PyResult<Obj<'g>> {
@@ -125,13 +184,25 @@ impl<'t, 'py> Exchange<'t, 'py> {
                 &format!("write() argument must be bytes, not {}", data.type_name()),
             ));
         };
-        self.send(gil, bytes, true)?;
-        Ok(gil.none())
+        match self.deliver(gil, bytes, true) {
+            Ok(()) => Ok(gil.none()),
+            Err(Undelivered::Raised(raised)) => Err(raised),
+            Err(Undelivered::ClientGone) => Err(self
+                .types
+                .raise_disconnected(gil, "the client closed the connection; response not sent")),
+        }
     }
 
     /// Handles an exception from the app: a 500 if nothing was sent, else a visible abort.
     fn fail(&self, gil: Gil<'_>, raised: Raised, script: &str) -> Outcome {
         let exc = PyException::from_raised(gil, raised);
+        if self.types.is_disconnect(&exc) || self.state.borrow().client_gone {
+            self.transport.log(
+                Level::Debug,
+                &format!("client went away while '{script}' was responding"),
+            );
+            return Outcome::Responded;
+        }
         log_traceback(
             self.transport,
             &format!("Exception occurred processing WSGI script '{script}'."),
@@ -158,29 +229,23 @@ impl<'t, 'py> Exchange<'t, 'py> {
             Ok(r) => r,
             Err(raised) => return self.fail(gil, raised, script),
         };
-        let mut outcome = match self.send_iterable(gil, &result) {
-            Ok(()) => None,
-            Err(raised) => Some(self.fail(gil, raised, script)),
-        };
-        match result.getattr_opt("close") {
-            Ok(None) => {}
-            Ok(Some(close)) => {
-                if let Err(raised) = close.call(&[]) {
-                    let failed = self.fail(gil, raised, script);
-                    outcome.get_or_insert(failed);
-                }
-            }
-            Err(raised) => {
-                let failed = self.fail(gil, raised, script);
-                outcome.get_or_insert(failed);
-            }
+        let mut outcome = self
+            .send_result(gil, &result)
+            .err()
+            .map(|raised| self.fail(gil, raised, script));
+        let closed = result
+            .getattr_opt("close")
+            .and_then(|close| close.map_or(Ok(()), |c| c.call(&[]).map(drop)));
+        if let Err(raised) = closed {
+            let failed = self.fail(gil, raised, script);
+            outcome.get_or_insert(failed);
         }
         if let Some(outcome) = outcome {
             return outcome;
         }
         if self.state.borrow().head.is_none() {
-            log_lines(
-                self.transport,
+            self.transport.log(
+                Level::Error,
                 &format!("WSGI script '{script}': handle_request returned without calling start_response()"),
             );
             return Outcome::Failed;
@@ -188,26 +253,95 @@ impl<'t, 'py> Exchange<'t, 'py> {
         if let Err(raised) = self.ensure_head_sent(gil) {
             return self.fail(gil, raised, script);
         }
+        self.check_complete();
         Outcome::Responded
     }
 
-    fn send_iterable<'g>(&self, gil: Gil<'g>, result: &Obj<'g>) -> PyResult<()> {
+    /// A body shorter than its declared Content-Length must not look complete.
+    fn check_complete(&self) {
+        let state = self.state.borrow();
+        let Some(declared) = state.head.as_ref().and_then(|h| h.content_length) else {
+            return;
+        };
+        if state.sent < declared && !state.client_gone && !self.transport.is_head() {
+            let sent = state.sent;
+            drop(state);
+            self.transport.log(
+                Level::Error,
+                &format!(
+                    "the application sent {sent} bytes but declared Content-Length {declared}; connection aborted"
+                ),
+            );
+            self.transport.abort();
+        }
+    }
+
+    fn send_result<'g>(&self, gil: Gil<'g>, result: &Obj<'g>) -> PyResult<()> {
+        if let Some((filelike, _)) = self.types.file_wrapper_parts(result) {
+            if self.state.borrow().sent == 0 && self.send_file(gil, &filelike)? {
+                return Ok(());
+            }
+        }
         if result.is_list_or_tuple() {
+            let items = result.sequence_len();
+            if items == 1 {
+                if let Some(len) = result.sequence_item(0).and_then(|i| i.as_bytes().map(<[u8]>::len)) {
+                    self.default_content_length(len as u64);
+                }
+            }
             // A sequence is all there is: no need to flush between items.
-            for i in 0..result.sequence_len() {
+            for i in 0..items {
                 let Some(item) = result.sequence_item(i) else { break };
-                self.send_item(gil, &item, false)?;
+                if !self.send_item(gil, &item, false)? {
+                    break;
+                }
             }
             return Ok(());
         }
         let iter = result.iter()?;
         while let Some(item) = iter.next()? {
-            self.send_item(gil, &item, true)?;
+            if !self.send_item(gil, &item, true)? {
+                break;
+            }
         }
         Ok(())
     }
 
-    fn send_item(&self, gil: Gil<'_>, item: &Obj<'_>, flush: bool) -> PyResult<()> {
+    /// Sets Content-Length when the app did not and the whole body is known.
+    fn default_content_length(&self, len: u64) {
+        let mut state = self.state.borrow_mut();
+        if state.head_sent {
+            return;
+        }
+        if let Some(head) = state
+            .head
+            .as_mut()
+            .filter(|h| h.content_length.is_none() && !h.bodiless())
+        {
+            head.content_length = Some(len);
+            head.headers.push(("Content-Length".into(), len.to_string()));
+        }
+    }
+
+    /// Sends a wrapped regular file from its descriptor; false if it is not one.
+    fn send_file(&self, gil: Gil<'_>, filelike: &Obj<'_>) -> PyResult<bool> {
+        let Some(plan) = file::plan(gil, filelike)? else {
+            return Ok(false);
+        };
+        self.default_content_length(plan.size);
+        self.ensure_head_sent(gil)?;
+        let len = self.allowance(plan.size);
+        if len > 0 {
+            match allow_threads(gil, || self.transport.send_file(plan.fd, plan.offset, len)) {
+                Ok(()) => self.state.borrow_mut().sent += len,
+                Err(_) => self.state.borrow_mut().client_gone = true,
+            }
+        }
+        Ok(true)
+    }
+
+    /// Sends one item of the iterable; false when the client has gone (stop iterating).
+    fn send_item(&self, gil: Gil<'_>, item: &Obj<'_>, flush: bool) -> PyResult<bool> {
         let Some(bytes) = item.as_bytes() else {
             return Err(gil.raise(
                 ErrorKind::Type,
@@ -218,7 +352,17 @@ impl<'t, 'py> Exchange<'t, 'py> {
                 ),
             ));
         };
-        self.send(gil, bytes, flush)
+        match self.deliver(gil, bytes, flush) {
+            Ok(()) => Ok(true),
+            Err(Undelivered::Raised(raised)) => Err(raised),
+            Err(Undelivered::ClientGone) => {
+                self.transport.log(
+                    Level::Debug,
+                    "client closed the connection; stopped sending the response",
+                );
+                Ok(false)
+            }
+        }
     }
 }
 
@@ -253,6 +397,7 @@ fn validate<'py>(gil: Gil<'py>, status: &Obj<'py>, headers: &Obj<'py>) -> PyResu
         ));
     }
     let mut out = Vec::with_capacity(headers.sequence_len());
+    let mut content_length = None;
     for i in 0..headers.sequence_len() {
         let Some(item) = headers.sequence_item(i) else { break };
         let pair = (item.is_tuple() && item.sequence_len() == 2)
@@ -276,11 +421,19 @@ fn validate<'py>(gil: Gil<'py>, status: &Obj<'py>, headers: &Obj<'py>) -> PyResu
         if let Err(message) = check_header(n, v) {
             return bad(message);
         }
+        if n.eq_ignore_ascii_case("content-length") {
+            match (content_length, v.parse::<u64>()) {
+                (None, Ok(len)) => content_length = Some(len),
+                (Some(first), Ok(len)) if first == len => continue,
+                _ => return bad(format!("conflicting or invalid Content-Length headers ({v:?})")),
+            }
+        }
         out.push((n.to_string(), v.to_string()));
     }
     Ok(Head {
         status: code,
         status_line: status_text.to_string(),
         headers: out,
+        content_length,
     })
 }

@@ -1,10 +1,19 @@
 //! Python objects implemented in Rust, as heap types created per interpreter
 //! (`PyType_FromSpec`; pyo3's `#[pyclass]` cannot be used in sub-interpreters):
-//! a callable (start_response, write), an input stream (wsgi.input) and a
-//! line-buffered text log stream (wsgi.errors, sys.stdout/stderr).
+//! a callable (start_response, write), an input stream (wsgi.input), a
+//! line-buffered text log stream (wsgi.errors, sys.stdout/stderr) and
+//! `wsgi.file_wrapper`; plus the `ClientDisconnected` exception class.
 //!
 //! Request-bound objects borrow Rust state through a `Scope`; when the scope
 //! ends the borrow is cut, and an app that kept the object gets RuntimeError.
+
+mod file_wrapper;
+mod input;
+mod log;
+
+use file_wrapper::{file_wrapper_close, file_wrapper_new, file_wrapper_next};
+use input::{input_next, input_read, input_readline, input_readlines};
+use log::{log_flush, log_write, log_writelines};
 
 use super::object::{ErrorKind, Gil, Obj, PyResult, Raised};
 use crate::log::{Level, ServerLog};
@@ -44,7 +53,8 @@ pub enum LogTarget {
     Server(Level, ServerLog),
 }
 
-enum State {
+#[allow(private_interfaces)]
+pub(super) enum State {
     Callback {
         target: Option<*const (dyn CallTarget + 'static)>,
         tag: u32,
@@ -57,6 +67,20 @@ enum State {
         target: Option<*const (dyn LineTarget + 'static)>,
         buffer: String,
     },
+    /// Owns a reference to the file-like object (released in `Drop`, under the GIL).
+    FileWrapper {
+        filelike: *mut ffi::PyObject,
+        blksize: usize,
+    },
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        if let State::FileWrapper { filelike, .. } = self {
+            // SAFETY: states are dropped in tp_dealloc, with the GIL held; we own one reference.
+            unsafe { ffi::Py_DECREF(*filelike) };
+        }
+    }
 }
 
 #[repr(C)]
@@ -70,6 +94,9 @@ pub struct NativeTypes {
     callback: usize,
     input: usize,
     log: usize,
+    file_wrapper: usize,
+    /// `mod_wsgi_rs.ClientDisconnected`, an OSError subclass.
+    disconnected: usize,
 }
 
 fn method(name: &'static CStr, meth: ffi::PyCFunction, flags: c_int) -> ffi::PyMethodDef {
@@ -169,11 +196,81 @@ impl NativeTypes {
                 sentinel(),
             ],
         )?;
-        Ok(NativeTypes { callback, input, log })
+        let file_wrapper = make_type(
+            gil,
+            c"mod_wsgi_rs.FileWrapper",
+            vec![
+                ffi::PyType_Slot {
+                    slot: ffi::Py_tp_new,
+                    pfunc: file_wrapper_new as *mut c_void,
+                },
+                ffi::PyType_Slot {
+                    slot: ffi::Py_tp_iter,
+                    pfunc: iter_self as *mut c_void,
+                },
+                ffi::PyType_Slot {
+                    slot: ffi::Py_tp_iternext,
+                    pfunc: file_wrapper_next as *mut c_void,
+                },
+            ],
+            vec![method(c"close", file_wrapper_close, ffi::METH_NOARGS), sentinel()],
+        )?;
+        // SAFETY: attached; creates a new exception class deriving from OSError.
+        let disconnected = unsafe {
+            ffi::PyErr_NewException(
+                c"mod_wsgi_rs.ClientDisconnected".as_ptr(),
+                ffi::PyExc_OSError,
+                std::ptr::null_mut(),
+            )
+        };
+        if disconnected.is_null() {
+            return Err(Raised);
+        }
+        Ok(NativeTypes {
+            callback,
+            input,
+            log,
+            file_wrapper,
+            disconnected: disconnected as usize,
+        })
+    }
+
+    /// The `wsgi.file_wrapper` callable (the FileWrapper type itself).
+    pub fn file_wrapper<'py>(&self, gil: Gil<'py>) -> Obj<'py> {
+        // SAFETY: attached; the type object lives as long as the interpreter.
+        unsafe { Obj::from_borrowed(gil, self.file_wrapper as *mut ffi::PyObject) }
+    }
+
+    /// For a FileWrapper made by this interpreter: its file-like object and block size.
+    pub fn file_wrapper_parts<'py>(&self, obj: &Obj<'py>) -> Option<(Obj<'py>, usize)> {
+        // SAFETY: attached (obj holds the token); the type check makes the state a FileWrapper.
+        unsafe {
+            if ffi::Py_TYPE(obj.as_ptr()) as usize != self.file_wrapper {
+                return None;
+            }
+            match state_of(obj.as_ptr()) {
+                State::FileWrapper { filelike, blksize } => Some((Obj::from_borrowed(obj.gil(), *filelike), *blksize)),
+                _ => None,
+            }
+        }
+    }
+
+    /// Raises `ClientDisconnected(message)`.
+    pub fn raise_disconnected(&self, gil: Gil<'_>, message: &str) -> Raised {
+        let _ = gil;
+        let message = super::object::cstring(message);
+        // SAFETY: attached; the class is a valid exception type of this interpreter.
+        unsafe { ffi::PyErr_SetString(self.disconnected as *mut ffi::PyObject, message.as_ptr()) };
+        Raised
+    }
+
+    /// True if `exc` is a `ClientDisconnected`.
+    pub fn is_disconnect(&self, exc: &super::PyException<'_>) -> bool {
+        exc.is_instance_of(self.disconnected)
     }
 }
 
-fn alloc<'py>(gil: Gil<'py>, ty: usize, state: State) -> PyResult<Obj<'py>> {
+pub(super) fn alloc<'py>(gil: Gil<'py>, ty: usize, state: State) -> PyResult<Obj<'py>> {
     // SAFETY: attached; ty is one of our heap types, whose instances are NativeObject.
     unsafe {
         let obj = Obj::from_owned(gil, ffi::PyType_GenericAlloc(ty as *mut ffi::PyTypeObject, 0))?;
@@ -272,6 +369,7 @@ impl Drop for Scope<'_, '_> {
                         }
                     }
                 }
+                State::FileWrapper { .. } => {}
             }
         }
     }
@@ -280,7 +378,7 @@ impl Drop for Scope<'_, '_> {
 // ---- slot and method implementations ----
 
 /// Runs a slot body: panics become SystemError, results become owned pointers.
-fn slot<'py>(gil: Gil<'py>, body: impl FnOnce() -> PyResult<Obj<'py>>) -> *mut ffi::PyObject {
+pub(super) fn slot<'py>(gil: Gil<'py>, body: impl FnOnce() -> PyResult<Obj<'py>>) -> *mut ffi::PyObject {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(obj)) => obj.into_ptr(),
         Ok(Err(Raised)) => std::ptr::null_mut(),
@@ -296,11 +394,11 @@ fn slot<'py>(gil: Gil<'py>, body: impl FnOnce() -> PyResult<Obj<'py>>) -> *mut f
 
 /// # Safety
 /// `slf` is a live instance of one of our types and the thread is attached.
-unsafe fn state_of<'s>(slf: *mut ffi::PyObject) -> &'s mut State {
+pub(super) unsafe fn state_of<'s>(slf: *mut ffi::PyObject) -> &'s mut State {
     &mut *(*(slf as *mut NativeObject)).state
 }
 
-fn ended(gil: Gil<'_>) -> Raised {
+pub(super) fn ended(gil: Gil<'_>) -> Raised {
     gil.raise(ErrorKind::Runtime, "this WSGI request has already ended")
 }
 
@@ -317,7 +415,11 @@ unsafe extern "C" fn dealloc(slf: *mut ffi::PyObject) {
     ffi::Py_DECREF(ty as *mut ffi::PyObject);
 }
 
-unsafe fn collect_args<'py>(gil: Gil<'py>, args: *mut ffi::PyObject, kwargs: *mut ffi::PyObject) -> Args<'py> {
+pub(super) unsafe fn collect_args<'py>(
+    gil: Gil<'py>,
+    args: *mut ffi::PyObject,
+    kwargs: *mut ffi::PyObject,
+) -> Args<'py> {
     // SAFETY (caller): args is a tuple and kwargs NULL or a dict, both borrowed.
     let tuple = Obj::from_borrowed(gil, args);
     let positional = (0..tuple.sequence_len())
@@ -354,91 +456,7 @@ unsafe extern "C" fn callback_call(
     })
 }
 
-/// Optional size argument: absent, None or negative mean "no limit".
-unsafe fn size_arg(gil: Gil<'_>, args: *mut ffi::PyObject, what: &str) -> PyResult<Option<usize>> {
-    let n = ffi::PyTuple_Size(args);
-    if n > 1 {
-        return Err(gil.raise(
-            ErrorKind::Type,
-            &format!("{what}() takes at most 1 argument ({n} given)"),
-        ));
-    }
-    if n == 0 {
-        return Ok(None);
-    }
-    let arg = ffi::PyTuple_GetItem(args, 0);
-    if arg == ffi::Py_None() {
-        return Ok(None);
-    }
-    if ffi::PyLong_Check(arg) == 0 {
-        return Err(gil.raise(ErrorKind::Type, &format!("{what}() argument must be an int or None")));
-    }
-    let v = ffi::PyLong_AsSsize_t(arg);
-    if v == -1 && !ffi::PyErr_Occurred().is_null() {
-        return Err(Raised);
-    }
-    Ok((v >= 0).then_some(v as usize))
-}
-
-unsafe fn input_target<'s>(gil: Gil<'_>, slf: *mut ffi::PyObject) -> PyResult<&'s dyn InputTarget> {
-    match state_of(slf) {
-        State::Input { target: Some(t) } => Ok(&**t),
-        _ => Err(ended(gil)),
-    }
-}
-
-unsafe extern "C" fn input_read(slf: *mut ffi::PyObject, args: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    let gil = Gil::assume();
-    slot(gil, || {
-        let size = size_arg(gil, args, "read")?;
-        input_target(gil, slf)?.read(gil, size)
-    })
-}
-
-unsafe extern "C" fn input_readline(slf: *mut ffi::PyObject, args: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    let gil = Gil::assume();
-    slot(gil, || {
-        let limit = size_arg(gil, args, "readline")?;
-        input_target(gil, slf)?.readline(gil, limit)
-    })
-}
-
-unsafe extern "C" fn input_readlines(slf: *mut ffi::PyObject, args: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    let gil = Gil::assume();
-    slot(gil, || {
-        let hint = size_arg(gil, args, "readlines")?;
-        let target = input_target(gil, slf)?;
-        let lines = gil.list()?;
-        let mut total = 0usize;
-        loop {
-            let line = target.readline(gil, None)?;
-            let len = line.as_bytes().map_or(0, <[u8]>::len);
-            if len == 0 {
-                break;
-            }
-            gil.list_append(&lines, &line)?;
-            total += len;
-            if hint.is_some_and(|h| h > 0 && total >= h) {
-                break;
-            }
-        }
-        Ok(lines)
-    })
-}
-
-unsafe extern "C" fn input_next(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    let gil = Gil::assume();
-    slot(gil, || {
-        let line = input_target(gil, slf)?.readline(gil, None)?;
-        if line.as_bytes().is_some_and(<[u8]>::is_empty) {
-            // End of iteration: NULL with no exception set.
-            return Err(Raised);
-        }
-        Ok(line)
-    })
-}
-
-unsafe extern "C" fn iter_self(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+pub(super) unsafe extern "C" fn iter_self(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
     ffi::Py_INCREF(slf);
     slf
 }
@@ -459,77 +477,4 @@ unsafe extern "C" fn return_true(_slf: *mut ffi::PyObject, _args: *mut ffi::PyOb
     let v = ffi::Py_True();
     ffi::Py_INCREF(v);
     v
-}
-
-/// Emits every complete line in `buffer`; with `all`, the remainder too.
-fn emit_lines(state: &mut State, all: bool) {
-    let State::Log { server, target, buffer } = state else {
-        return;
-    };
-    let mut emit = |line: &str| {
-        if let Some(t) = target {
-            // SAFETY: the target is live while set (Scope clears it before it ends).
-            unsafe { (**t).line(line) };
-        } else if let Some((level, log)) = server {
-            log(*level, line);
-        }
-    };
-    while let Some(pos) = buffer.find('\n') {
-        emit(&buffer[..pos]);
-        buffer.drain(..=pos);
-    }
-    if all && !buffer.is_empty() {
-        emit(buffer);
-        buffer.clear();
-    }
-}
-
-unsafe fn log_append(gil: Gil<'_>, slf: *mut ffi::PyObject, text: *mut ffi::PyObject) -> PyResult<()> {
-    let text = Obj::from_borrowed(gil, text);
-    let Some(s) = text.as_str() else {
-        return Err(gil.raise(
-            ErrorKind::Type,
-            &format!("write() argument must be str, not {}", text.type_name()),
-        ));
-    };
-    let state = state_of(slf);
-    match state {
-        State::Log {
-            server: None,
-            target: None,
-            ..
-        } => return Err(ended(gil)),
-        State::Log { buffer, .. } => buffer.push_str(s),
-        _ => return Err(ended(gil)),
-    }
-    emit_lines(state, false);
-    Ok(())
-}
-
-unsafe extern "C" fn log_write(slf: *mut ffi::PyObject, text: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    let gil = Gil::assume();
-    slot(gil, || {
-        log_append(gil, slf, text)?;
-        let len = ffi::PyUnicode_GetLength(text);
-        gil.int(len as i64)
-    })
-}
-
-unsafe extern "C" fn log_writelines(slf: *mut ffi::PyObject, lines: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    let gil = Gil::assume();
-    slot(gil, || {
-        let iter = Obj::from_borrowed(gil, lines).iter()?;
-        while let Some(item) = iter.next()? {
-            log_append(gil, slf, item.as_ptr())?;
-        }
-        Ok(gil.none())
-    })
-}
-
-unsafe extern "C" fn log_flush(slf: *mut ffi::PyObject, _args: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    let gil = Gil::assume();
-    slot(gil, || {
-        emit_lines(state_of(slf), true);
-        Ok(gil.none())
-    })
 }
