@@ -19,6 +19,12 @@ fn apxs_query(apxs: &str, var: &str) -> String {
 
 fn main() {
     pyo3_build_config::use_pyo3_cfgs();
+    // The Python X.Y we link: WSGIPythonHome must name a home of this version.
+    let python = pyo3_build_config::get().version();
+    println!(
+        "cargo:rustc-env=WSGI_RS_PYTHON_VERSION={}.{}",
+        python.major, python.minor
+    );
     println!("cargo:rerun-if-env-changed=APXS");
     println!("cargo:rerun-if-changed=src/shim");
 
@@ -64,7 +70,7 @@ fn main() {
         .generate_comments(false)
         .allowlist_type("request_rec|server_rec|conn_rec|cmd_parms|module|command_rec|ap_directive_t")
         .allowlist_type("apr_bucket_brigade|apr_bucket|apr_table_entry_t|apr_array_header_t|ap_filter_t")
-        .allowlist_function("ap_(getword_conf|server_root_relative|state_query|mpm_query|setup_client_block|should_client_block|get_client_block|add_common_vars|add_cgi_vars|set_content_type|set_content_length|pass_brigade|rwrite|rflush|get_server_banner|get_server_description|get_server_name|get_server_port|discard_request_body|get_brigade|get_server_built|construct_url|get_remote_host|escape_html2|make_full_path|http_filter|finalize_request_protocol|set_keepalive)")
+        .allowlist_function("ap_(get_server_description|getword_conf|server_root_relative|state_query|mpm_query|setup_client_block|should_client_block|get_client_block|add_common_vars|add_cgi_vars|set_content_type|set_content_length|pass_brigade|rwrite|rflush|get_server_banner|get_server_description|get_server_name|get_server_port|discard_request_body|get_brigade|get_server_built|construct_url|get_remote_host|escape_html2|make_full_path|http_filter|finalize_request_protocol|set_keepalive)")
         .allowlist_function("apr_(pstrdup|pstrmemdup|palloc|pcalloc|pool_cleanup_register|pool_cleanup_null|table_get|table_set|table_setn|table_add|table_addn|table_elts|table_unset|table_make|brigade_create|brigade_cleanup|brigade_destroy|bucket_transient_create|bucket_heap_create|bucket_eos_create|bucket_flush_create|bucket_pool_create|bucket_immortal_create|bucket_file_create|brigade_insert_file|file_open|os_file_put|brigade_write|brigade_puts|strerror|pool_userdata_get|pool_userdata_set|stat|time_now|md5|md5_init|md5_update|md5_final)")
         .allowlist_function("wsgi_rs_.*")
         .allowlist_var("ap_top_module")

@@ -41,6 +41,12 @@ fn mpm_query(code: u32) -> i32 {
     value
 }
 
+/// `Apache/2.4.71 (Debian)`-style description, whatever ServerTokens says.
+pub fn server_description() -> String {
+    // SAFETY: returns a static string (or NULL before configuration).
+    unsafe { server::cstr_or_empty(crate::ffi::ap_get_server_description()) }
+}
+
 /// Lowercase hex MD5 of `text` (APR's implementation; no extra crate).
 pub fn md5_hex(text: &str) -> String {
     let mut digest = [0u8; crate::ffi::APR_MD5_DIGESTSIZE as usize];

@@ -142,10 +142,15 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// Prepares to read the body; chunked bodies are refused (411) for now.
-    pub fn setup_body(&self) -> Result<(), i32> {
+    /// Prepares to read the body; a chunked body is refused with 411 unless `chunked_ok`.
+    pub fn setup_body(&self, chunked_ok: bool) -> Result<(), i32> {
+        let policy = if chunked_ok {
+            ffi::REQUEST_CHUNKED_DECHUNK
+        } else {
+            ffi::REQUEST_CHUNKED_ERROR
+        };
         // SAFETY: valid request; called once before any read.
-        match unsafe { ffi::ap_setup_client_block(self.raw, ffi::REQUEST_CHUNKED_ERROR as i32) } {
+        match unsafe { ffi::ap_setup_client_block(self.raw, policy as i32) } {
             0 => Ok(()),
             status => Err(status),
         }

@@ -45,6 +45,11 @@ impl<'a> Server<'a> {
         unsafe { &mut *(ffi::wsgi_rs_server_config(self.raw) as *mut ServerConfig) }
     }
 
+    pub fn is_virtual(&self) -> bool {
+        // SAFETY: plain field read.
+        unsafe { (*self.raw).is_virtual != 0 }
+    }
+
     pub fn hostname(&self) -> String {
         // SAFETY: server_hostname is NULL or a NUL-terminated pool string.
         unsafe { cstr_or_empty((*self.raw).server_hostname) }

@@ -36,6 +36,11 @@ pub enum Directive {
     ProcessGroup(GroupSpec),
     PassAuthorization(bool),
     ScriptReloading(bool),
+    ChunkedRequest(bool),
+    /// `WSGIPythonHome`: the raw path (checked by the caller against the file system).
+    PythonHome(String),
+    /// `WSGIPythonPath`: directories, from one `:`-separated argument.
+    PythonPath(Vec<String>),
     /// Accepted for compatibility, with a warning for the admin.
     Ignored {
         warning: String,
@@ -65,6 +70,25 @@ pub fn parse_directive(
         }
         "WSGIPassAuthorization" => on_off(name, single_word(name, words)?).map(Directive::PassAuthorization),
         "WSGIScriptReloading" => on_off(name, single_word(name, words)?).map(Directive::ScriptReloading),
+        "WSGIChunkedRequest" => on_off(name, single_word(name, words)?).map(Directive::ChunkedRequest),
+        "WSGIPythonHome" => {
+            let home = single_word(name, words)?;
+            if home.is_empty() {
+                return Err(format!("{name}: the path is empty"));
+            }
+            Ok(Directive::PythonHome(resolve_path(home)))
+        }
+        "WSGIPythonPath" => {
+            let dirs: Vec<String> = single_word(name, words)?
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(resolve_path)
+                .collect();
+            if dirs.is_empty() {
+                return Err(format!("{name}: no directory given"));
+            }
+            Ok(Directive::PythonPath(dirs))
+        }
         "WSGICallableObject" => {
             single_word(name, words)?;
             Ok(Directive::Ignored {

@@ -3,9 +3,11 @@
 
 mod directive;
 mod group;
+mod python_home;
 
 pub use directive::{parse_directive, Directive, HandlerScript};
 pub use group::{GroupContext, GroupSpec};
+pub use python_home::{check_python_home, PythonHome, PYTHON_VERSION};
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ pub struct DirConfig {
     pub process_group: Option<GroupSpec>,
     pub pass_authorization: Option<bool>,
     pub script_reloading: Option<bool>,
+    pub chunked_request: Option<bool>,
 }
 
 impl DirConfig {
@@ -35,6 +38,7 @@ impl DirConfig {
             process_group: add.process_group.clone().or_else(|| base.process_group.clone()),
             pass_authorization: add.pass_authorization.or(base.pass_authorization),
             script_reloading: add.script_reloading.or(base.script_reloading),
+            chunked_request: add.chunked_request.or(base.chunked_request),
         }
     }
 
@@ -68,6 +72,7 @@ impl DirConfig {
                 .unwrap_or(GroupSpec::Resource),
             pass_authorization: handler.pass_authorization.or(self.pass_authorization).unwrap_or(false),
             script_reloading: self.script_reloading.unwrap_or(true),
+            chunked_request: self.chunked_request.unwrap_or(false),
         }
     }
 }
@@ -79,6 +84,8 @@ pub struct Resolved {
     pub application_group: GroupSpec,
     pub pass_authorization: bool,
     pub script_reloading: bool,
+    /// `WSGIChunkedRequest`: accept chunked request bodies (else 411).
+    pub chunked_request: bool,
 }
 
 /// A `process-group=` / `WSGIProcessGroup` naming a daemon group, remembered
@@ -94,6 +101,10 @@ pub struct GroupReference {
 #[derive(Clone, Debug, Default)]
 pub struct ServerConfig {
     pub process_group_references: Vec<GroupReference>,
+    /// Main server only: `WSGIPythonHome`, checked.
+    pub python_home: Option<PythonHome>,
+    /// Main server only: `WSGIPythonPath` directories.
+    pub python_path: Vec<String>,
 }
 
 #[cfg(test)]

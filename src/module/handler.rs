@@ -6,15 +6,44 @@ use crate::config::{GroupContext, HandlerScript};
 use crate::log::Level;
 use crate::python::{self, LoadError};
 use crate::wsgi::{self, EnvironInfo, Transport};
+use once_cell::sync::{Lazy, OnceCell};
+use parking_lot::Mutex;
+use std::collections::HashSet;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-static THREADED: AtomicBool = AtomicBool::new(false);
-static MAX_DAEMONS: AtomicI32 = AtomicI32::new(1);
+/// Facts about this Apache child, recorded once at child start.
+struct ProcessFacts {
+    threaded: bool,
+    multiprocess: bool,
+    apache_version: (u32, u32, u32),
+}
 
-pub fn record_mpm(threaded: bool, max_daemons: i32) {
-    THREADED.store(threaded, Ordering::Relaxed);
-    MAX_DAEMONS.store(max_daemons, Ordering::Relaxed);
+static FACTS: OnceCell<ProcessFacts> = OnceCell::new();
+
+pub fn record_process_facts(threaded: bool, max_daemons: i32, server_description: &str) {
+    let _ = FACTS.set(ProcessFacts {
+        threaded,
+        multiprocess: max_daemons > 1,
+        apache_version: wsgi::parse_version(server_description.strip_prefix("Apache/").unwrap_or_default()),
+    });
+}
+
+/// Handlers whose dropped Authorization header was already pointed out (once per process).
+static AUTHORIZATION_HINTS: Lazy<Mutex<HashSet<String>>> = Lazy::new(Default::default);
+
+fn hint_authorization(r: &Request<'_>, handler: &HandlerScript) {
+    if r.header_in("Authorization").is_none() || AUTHORIZATION_HINTS.lock().contains(&handler.name) {
+        return;
+    }
+    AUTHORIZATION_HINTS.lock().insert(handler.name.clone());
+    r.log(
+        Level::Info,
+        &format!(
+            "handler '{}': the Authorization header is not passed to the application; set pass-authorization=On \
+             on its WSGIHandlerScript (or WSGIPassAuthorization On) to pass it (logged once per process)",
+            handler.name
+        ),
+    );
 }
 
 impl GroupContext for Request<'_> {
@@ -93,7 +122,7 @@ pub fn handle(r: &Request<'_>) -> HandlerOutcome {
     if r.path_info_rejected() {
         return HandlerOutcome::Status(404);
     }
-    if let Err(status) = r.setup_body() {
+    if let Err(status) = r.setup_body(settings.chunked_request) {
         return HandlerOutcome::Status(status as u16);
     }
 
@@ -149,13 +178,19 @@ pub fn handle(r: &Request<'_>) -> HandlerOutcome {
             return HandlerOutcome::Status(500);
         }
     };
+    if !settings.pass_authorization {
+        hint_authorization(r, handler);
+    }
+    let facts = FACTS.get();
     let info = EnvironInfo {
         process_group: &process_group,
         application_group: interpreter.name(),
         handler_script: &handler.script,
+        request_handler: name,
         script_reloading: settings.script_reloading,
-        multithread: THREADED.load(Ordering::Relaxed),
-        multiprocess: MAX_DAEMONS.load(Ordering::Relaxed) > 1,
+        multithread: facts.is_some_and(|f| f.threaded),
+        multiprocess: facts.is_none_or(|f| f.multiprocess),
+        apache_version: facts.map_or((2, 4, 0), |f| f.apache_version),
     };
     let transport = Embedded {
         request: r,

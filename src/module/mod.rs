@@ -7,7 +7,10 @@ mod handler;
 pub use handler::handle;
 
 use crate::apache::{self, CmdParms, Server};
-use crate::config::{parse_directive, DirConfig, Directive, GroupReference, GroupSpec, ServerConfig};
+use crate::config::{
+    check_python_home, parse_directive, DirConfig, Directive, GroupReference, GroupSpec, PythonHome, ServerConfig,
+    PYTHON_VERSION,
+};
 use crate::log::Level;
 use crate::python;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,9 +49,28 @@ pub fn directive(cmd: &CmdParms<'_>, dir: &mut DirConfig, words: &[String]) -> R
         }
         Directive::PassAuthorization(on) => dir.pass_authorization = Some(on),
         Directive::ScriptReloading(on) => dir.script_reloading = Some(on),
+        Directive::ChunkedRequest(on) => dir.chunked_request = Some(on),
+        Directive::PythonHome(home) => {
+            main_server_only(cmd, &name)?;
+            server_config_mut(cmd).python_home = Some(check_python_home(&home, PYTHON_VERSION)?);
+        }
+        Directive::PythonPath(dirs) => {
+            main_server_only(cmd, &name)?;
+            server_config_mut(cmd).python_path.extend(dirs);
+        }
         Directive::Ignored { warning } => {
             cmd.server().log(Level::Warning, &format!("{file}:{line}: {warning}"));
         }
+    }
+    Ok(())
+}
+
+/// Python is one per process: its settings belong to the main server.
+fn main_server_only(cmd: &CmdParms<'_>, name: &str) -> Result<(), String> {
+    if cmd.server().is_virtual() {
+        return Err(format!(
+            "{name} applies to the whole server and cannot be used inside <VirtualHost>"
+        ));
     }
     Ok(())
 }
@@ -111,9 +133,21 @@ pub fn post_config(server: Server<'_>) {
 /// Python comes up in each child (never in Apache's parent, which reloads
 /// this module on every restart). Returns what to run at child exit.
 pub fn child_init(server: Server<'_>) -> Option<fn()> {
-    handler::record_mpm(apache::mpm_is_threaded(), apache::mpm_max_daemons());
+    handler::record_process_facts(
+        apache::mpm_is_threaded(),
+        apache::mpm_max_daemons(),
+        &apache::server_description(),
+    );
+    let config = server.config();
+    let (program_name, home) = match &config.python_home {
+        Some(PythonHome::Venv { program }) => (program.as_str(), None),
+        Some(PythonHome::Prefix { home }) => ("/usr/bin/python3", Some(home.as_str())),
+        None => ("/usr/bin/python3", None),
+    };
     let options = python::Options {
-        program_name: "/usr/bin/python3",
+        program_name,
+        home,
+        python_path: config.python_path.clone(),
         server_log: apache::log_main,
     };
     match python::initialize(&options) {

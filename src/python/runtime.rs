@@ -15,6 +15,7 @@ static FINALIZING: AtomicBool = AtomicBool::new(false);
 pub(super) static ATTACHED: AtomicUsize = AtomicUsize::new(0);
 static INIT_TSTATE: AtomicUsize = AtomicUsize::new(0);
 static SERVER_LOG: once_cell::sync::OnceCell<ServerLog> = once_cell::sync::OnceCell::new();
+static PYTHON_PATH: once_cell::sync::OnceCell<Vec<String>> = once_cell::sync::OnceCell::new();
 
 pub fn is_finalizing() -> bool {
     FINALIZING.load(Ordering::Acquire)
@@ -30,6 +31,10 @@ fn log(level: Level, message: &str) {
 pub struct Options<'a> {
     /// `sys.executable`-like program name; steers where Python finds its library.
     pub program_name: &'a str,
+    /// An installation prefix to use instead of the one found from `program_name`.
+    pub home: Option<&'a str>,
+    /// Directories put at the front of every interpreter's `sys.path` (`site.addsitedir`).
+    pub python_path: Vec<String>,
     pub server_log: ServerLog,
 }
 
@@ -49,6 +54,7 @@ fn status_error(what: &str, status: &ffi::PyStatus) -> String {
 /// the main interpreter; on return the calling thread is detached.
 pub fn initialize(options: &Options<'_>) -> Result<Interpreter, String> {
     let _ = SERVER_LOG.set(options.server_log);
+    let _ = PYTHON_PATH.set(options.python_path.clone());
     // SAFETY: runs once per process before any other Python call; the PyConfig
     // is initialised by CPython and cleared after use.
     unsafe {
@@ -73,6 +79,14 @@ pub fn initialize(options: &Options<'_>) -> Result<Interpreter, String> {
         if ffi::PyStatus_Exception(status) != 0 {
             ffi::PyConfig_Clear(&mut config);
             return Err(status_error("Python configuration failed", &status));
+        }
+        if let Some(home) = options.home {
+            let home = super::object::cstring(home);
+            let status = ffi::PyConfig_SetBytesString(&mut config, &mut config.home, home.as_ptr());
+            if ffi::PyStatus_Exception(status) != 0 {
+                ffi::PyConfig_Clear(&mut config);
+                return Err(status_error("Python configuration failed", &status));
+            }
         }
         let status = ffi::Py_InitializeFromConfig(&config);
         ffi::PyConfig_Clear(&mut config);
@@ -104,9 +118,27 @@ pub fn setup_interpreter(gil: Gil<'_>) -> Result<NativeTypes, String> {
         sys.setattr("stdout", &stdout)?;
         sys.setattr("stderr", &stderr)?;
         gil.import("threading")?;
+        for dir in PYTHON_PATH.get().map(Vec::as_slice).unwrap_or_default() {
+            add_site_dir_first(gil, &sys, dir)?;
+        }
         Ok(types)
     })();
     result.map_err(|raised| PyException::from_raised(gil, raised).format())
+}
+
+/// `site.addsitedir(dir)`, with the entries it added moved to the front of `sys.path`.
+fn add_site_dir_first(gil: Gil<'_>, sys: &super::object::Obj<'_>, dir: &str) -> PyResult<()> {
+    let before = sys.getattr("path")?.sequence_len();
+    gil.import("site")?.call_method("addsitedir", &[&gil.str(dir)?])?;
+    let path = sys.getattr("path")?;
+    let reordered = gil.list()?;
+    let len = path.sequence_len();
+    for i in (before..len).chain(0..before.min(len)) {
+        if let Some(item) = path.sequence_item(i) {
+            gil.list_append(&reordered, &item)?;
+        }
+    }
+    sys.setattr("path", &reordered)
 }
 
 /// Ends the process with `_exit(0)` after `budget` unless it has exited by then.

@@ -45,6 +45,12 @@ static const command_rec wsgi_rs_commands[] = {
                    "On|Off: pass the Authorization header to the application"),
     WSGI_DIRECTIVE("WSGIScriptReloading", RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
                    "On|Off: reload a handler script when its modification time changes"),
+    WSGI_DIRECTIVE("WSGIChunkedRequest", RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
+                   "On|Off: accept chunked request bodies (Off answers 411)"),
+    WSGI_DIRECTIVE("WSGIPythonHome", RSRC_CONF,
+                   "virtualenv or installation prefix of the Python this module runs"),
+    WSGI_DIRECTIVE("WSGIPythonPath", RSRC_CONF,
+                   "colon-separated directories added to the front of sys.path"),
     WSGI_DIRECTIVE("WSGICallableObject", RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
                    "accepted for compatibility; handler scripts always use handle_request"),
     { NULL }

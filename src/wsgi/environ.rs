@@ -9,9 +9,28 @@ pub struct EnvironInfo<'a> {
     pub process_group: &'a str,
     pub application_group: &'a str,
     pub handler_script: &'a str,
+    /// The handler name that selected us (`r->handler`).
+    pub request_handler: &'a str,
     pub script_reloading: bool,
     pub multithread: bool,
     pub multiprocess: bool,
+    pub apache_version: (u32, u32, u32),
+}
+
+/// `"1.2.3…"` → (1, 2, 3); missing or non-numeric parts are 0.
+pub fn parse_version(text: &str) -> (u32, u32, u32) {
+    let mut parts = text
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse().unwrap_or(0));
+    (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    )
+}
+
+fn version_tuple<'py>(gil: Gil<'py>, (a, b, c): (u32, u32, u32)) -> PyResult<Obj<'py>> {
+    gil.tuple(&[&gil.int(a.into())?, &gil.int(b.into())?, &gil.int(c.into())?])
 }
 
 /// SCRIPT_NAME for a request: the URI without its path info, `//` collapsed.
@@ -74,6 +93,12 @@ pub fn build<'py>(
     environ.dict_set_str("mod_wsgi.application_group", &gil.str(info.application_group)?)?;
     environ.dict_set_str("mod_wsgi.callable_object", &gil.str("handle_request")?)?;
     environ.dict_set_str("mod_wsgi.handler_script", &gil.str(info.handler_script)?)?;
+    environ.dict_set_str("mod_wsgi.request_handler", &gil.str(info.request_handler)?)?;
+    environ.dict_set_str(
+        "mod_wsgi.version",
+        &version_tuple(gil, parse_version(env!("CARGO_PKG_VERSION")))?,
+    )?;
+    environ.dict_set_str("apache.version", &version_tuple(gil, info.apache_version)?)?;
     environ.dict_set_str(
         "mod_wsgi.script_reloading",
         &gil.str(if info.script_reloading { "1" } else { "0" })?,
@@ -83,7 +108,15 @@ pub fn build<'py>(
 
 #[cfg(test)]
 mod tests {
-    use super::script_name;
+    use super::{parse_version, script_name};
+
+    #[test]
+    fn versions_parse_leniently() {
+        assert_eq!(parse_version("2.4.71 (Debian)"), (2, 4, 71));
+        assert_eq!(parse_version("0.1.0"), (0, 1, 0));
+        assert_eq!(parse_version("2.4"), (2, 4, 0));
+        assert_eq!(parse_version(""), (0, 0, 0));
+    }
 
     #[test]
     fn script_name_strips_path_info_and_collapses_slashes() {

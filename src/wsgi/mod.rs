@@ -8,7 +8,7 @@ mod headers;
 mod input;
 mod response;
 
-pub use environ::{script_name, EnvironInfo};
+pub use environ::{parse_version, script_name, EnvironInfo};
 
 use crate::log::Level;
 use crate::python::{Gil, NativeTypes, Obj, PyException, Raised, Scope};

@@ -65,7 +65,11 @@ impl Limits {
             _ => self.max_control_len,
         };
         if len > max {
-            return Err(ProtocolError::FrameTooLarge { frame, len: u64::from(len), max: u64::from(max) });
+            return Err(ProtocolError::FrameTooLarge {
+                frame,
+                len: u64::from(len),
+                max: u64::from(max),
+            });
         }
         Ok(())
     }
@@ -95,7 +99,11 @@ impl Decoder {
     }
 
     pub fn with_limits(limits: Limits) -> Decoder {
-        Decoder { buf: Vec::new(), pos: 0, limits }
+        Decoder {
+            buf: Vec::new(),
+            pos: 0,
+            limits,
+        }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -121,7 +129,9 @@ impl Decoder {
     /// The next complete frame, `Ok(None)` if more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, ProtocolError> {
         let avail = &self.buf[self.pos..];
-        let Some(len) = self.header(avail)? else { return Ok(None) };
+        let Some(len) = self.header(avail)? else {
+            return Ok(None);
+        };
         let end = HEADER_LEN + len;
         if avail.len() < end {
             return Ok(None);
@@ -167,11 +177,18 @@ impl Decoder {
 
     /// Validates the header at the front of `avail`; its payload length if complete.
     fn header(&self, avail: &[u8]) -> Result<Option<usize>, ProtocolError> {
-        let Some(head) = avail.get(..HEADER_LEN) else { return Ok(None) };
+        let Some(head) = avail.get(..HEADER_LEN) else {
+            return Ok(None);
+        };
         let frame = FrameType::from_u8(head[0]).ok_or(ProtocolError::UnknownFrameType(head[0]))?;
         let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
         self.limits.check(frame, len)?;
         Ok(Some(len as usize))
+    }
+
+    #[cfg(test)]
+    pub(super) fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     fn compact(&mut self) {
@@ -190,7 +207,10 @@ fn decode_payload(code: u8, payload: &[u8], limits: &Limits) -> Result<Frame, Pr
         FrameType::Hello => {
             c.preamble()?;
             let generation = c.u64("truncated generation")?;
-            Frame::Hello(Hello { generation, token: c.rest().to_vec() })
+            Frame::Hello(Hello {
+                generation,
+                token: c.rest().to_vec(),
+            })
         }
         FrameType::HelloAck => {
             c.preamble()?;
@@ -200,7 +220,10 @@ fn decode_payload(code: u8, payload: &[u8], limits: &Limits) -> Result<Frame, Pr
         }
         FrameType::Reject => {
             let code = RejectCode(c.u16("truncated reject code")?);
-            Frame::Reject(Reject { code, message: c.text()? })
+            Frame::Reject(Reject {
+                code,
+                message: c.text()?,
+            })
         }
         FrameType::RequestHead => {
             let has_length = c.u8("truncated content length flag")?;
@@ -223,7 +246,13 @@ fn decode_payload(code: u8, payload: &[u8], limits: &Limits) -> Result<Frame, Pr
                 },
                 e => e,
             })?;
-            Frame::RequestHead(RequestHead { content_length, script, application_group, extra, environ })
+            Frame::RequestHead(RequestHead {
+                content_length,
+                script,
+                application_group,
+                extra,
+                environ,
+            })
         }
         FrameType::Ready => Frame::Ready,
         FrameType::Credit => Frame::Credit(c.u32("truncated credit")?),
@@ -236,7 +265,11 @@ fn decode_payload(code: u8, payload: &[u8], limits: &Limits) -> Result<Frame, Pr
             }
             let reason = c.bytes("truncated reason")?;
             let headers = c.pairs(limits.max_response_headers)?;
-            Frame::ResponseHead(ResponseHead { status, reason, headers })
+            Frame::ResponseHead(ResponseHead {
+                status,
+                reason,
+                headers,
+            })
         }
         FrameType::ResponseBody => Frame::ResponseBody(c.rest().to_vec()),
         FrameType::File => {
@@ -247,12 +280,18 @@ fn decode_payload(code: u8, payload: &[u8], limits: &Limits) -> Result<Frame, Pr
         FrameType::ResponseEnd => Frame::ResponseEnd,
         FrameType::Abort => {
             let code = AbortCode(c.u16("truncated abort code")?);
-            Frame::Abort(Abort { code, message: c.text()? })
+            Frame::Abort(Abort {
+                code,
+                message: c.text()?,
+            })
         }
         FrameType::Log => {
             let level = c.u8("truncated level")?;
             let level = LogLevel::from_u8(level).ok_or_else(|| c.malformed("log level not in 0..=7"))?;
-            Frame::Log(Log { level, message: c.text()? })
+            Frame::Log(Log {
+                level,
+                message: c.text()?,
+            })
         }
     };
     if !c.buf.is_empty() {
@@ -270,7 +309,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn malformed(&self, what: &'static str) -> ProtocolError {
-        ProtocolError::Malformed { frame: self.frame, what }
+        ProtocolError::Malformed {
+            frame: self.frame,
+            what,
+        }
     }
 
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], ProtocolError> {
@@ -334,7 +376,11 @@ impl<'a> Cursor<'a> {
     fn pairs(&mut self, max: u32) -> Result<Vec<Pair>, ProtocolError> {
         let count = self.u32("truncated item count")?;
         if count > max {
-            return Err(ProtocolError::TooManyItems { frame: self.frame, count, max });
+            return Err(ProtocolError::TooManyItems {
+                frame: self.frame,
+                count,
+                max,
+            });
         }
         // Each pair takes at least 8 bytes: a count the payload cannot hold is rejected before
         // it sizes an allocation.

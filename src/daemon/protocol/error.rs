@@ -63,7 +63,11 @@ pub enum ProtocolError {
     /// A response status outside 100..=999.
     InvalidStatus(u16),
     /// A frame that is not allowed in the session's current phase, or from this side.
-    UnexpectedFrame { frame: FrameType, sent: bool, reason: &'static str },
+    UnexpectedFrame {
+        frame: FrameType,
+        sent: bool,
+        reason: &'static str,
+    },
     /// BODY bytes beyond the credit the daemon granted.
     CreditExceeded { len: u64, credit: u64 },
     /// Granted credit would overflow a u64.
@@ -110,7 +114,11 @@ impl fmt::Display for ProtocolError {
             ),
             ProtocolError::Malformed { frame, what } => write!(f, "malformed {frame} frame: {what}"),
             ProtocolError::TooManyItems { frame, count, max } => {
-                let what = if *frame == FrameType::RequestHead { "environ items" } else { "response headers" };
+                let what = if *frame == FrameType::RequestHead {
+                    "environ items"
+                } else {
+                    "response headers"
+                };
                 write!(f, "too many {what}: {count} > {max}")
             }
             ProtocolError::InvalidStatus(s) => write!(f, "invalid response status {s}"),
@@ -119,7 +127,10 @@ impl fmt::Display for ProtocolError {
                 write!(f, "protocol violation: {frame} frame {dir} {reason}")
             }
             ProtocolError::CreditExceeded { len, credit } => {
-                write!(f, "BODY of {len} bytes exceeds the flow-control credit of {credit} bytes")
+                write!(
+                    f,
+                    "BODY of {len} bytes exceeds the flow-control credit of {credit} bytes"
+                )
             }
             ProtocolError::CreditOverflow => f.write_str("flow-control credit overflow"),
             ProtocolError::BodyTooLong { declared, total } => {

@@ -332,7 +332,10 @@ impl Frame {
         let start = out.len();
         out.push(self.frame_type().code());
         out.extend_from_slice(&[0; 4]);
-        match self.encode_payload(out).and_then(|()| self.payload_len(out.len() - start - HEADER_LEN)) {
+        match self
+            .encode_payload(out)
+            .and_then(|()| self.payload_len(out.len() - start - HEADER_LEN))
+        {
             Ok(len) => {
                 out[start + 1..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
                 Ok(())
@@ -356,7 +359,11 @@ impl Frame {
     }
 
     fn too_large(&self, len: usize) -> ProtocolError {
-        ProtocolError::FrameTooLarge { frame: self.frame_type(), len: len as u64, max: u64::from(u32::MAX) }
+        ProtocolError::FrameTooLarge {
+            frame: self.frame_type(),
+            len: len as u64,
+            max: u64::from(u32::MAX),
+        }
     }
 
     fn encode_payload(&self, out: &mut Vec<u8>) -> Result<(), ProtocolError> {

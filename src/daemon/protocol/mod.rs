@@ -75,7 +75,7 @@ use std::io::{ErrorKind, Read, Write};
 pub use decoder::{Decoder, Limits};
 pub use error::{EofPhase, ProtocolError};
 pub use frame::{
-    AbortCode, Abort, FileSegment, Frame, FrameType, Hello, HelloAck, Log, LogLevel, Pair, Reject, RejectCode,
+    Abort, AbortCode, FileSegment, Frame, FrameType, Hello, HelloAck, Log, LogLevel, Pair, Reject, RejectCode,
     RequestHead, ResponseHead, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
 };
 pub use session::{ClientPhase, ClientSession, DaemonPhase, DaemonSession};

@@ -59,11 +59,17 @@ struct BodyFlow {
 
 impl BodyFlow {
     fn new(declared: Option<u64>) -> BodyFlow {
-        BodyFlow { declared, ..BodyFlow::default() }
+        BodyFlow {
+            declared,
+            ..BodyFlow::default()
+        }
     }
 
     fn grant(&mut self, n: u32) -> Result<(), ProtocolError> {
-        self.credit = self.credit.checked_add(u64::from(n)).ok_or(ProtocolError::CreditOverflow)?;
+        self.credit = self
+            .credit
+            .checked_add(u64::from(n))
+            .ok_or(ProtocolError::CreditOverflow)?;
         Ok(())
     }
 
@@ -73,7 +79,10 @@ impl BodyFlow {
         }
         let len = len as u64;
         if len > self.credit {
-            return Err(ProtocolError::CreditExceeded { len, credit: self.credit });
+            return Err(ProtocolError::CreditExceeded {
+                len,
+                credit: self.credit,
+            });
         }
         let total = self.total.saturating_add(len);
         if let Some(declared) = self.declared {
@@ -300,12 +309,14 @@ impl ClientSession {
             }
             (Frame::ResponseBody(_) | Frame::File(_), ClientPhase::Streaming) => {}
             (Frame::ResponseEnd, ClientPhase::Streaming) => {
-                self.phase = if self.body.ended { ClientPhase::Idle } else { ClientPhase::Finishing };
+                self.phase = if self.body.ended {
+                    ClientPhase::Idle
+                } else {
+                    ClientPhase::Finishing
+                };
             }
             (Frame::Log(_), ClientPhase::AwaitingReady | ClientPhase::AwaitingHead | ClientPhase::Streaming) => {}
-            (Frame::Abort(_), phase) if !matches!(phase, ClientPhase::Start | ClientPhase::Closed) => {
-                self.phase = ClientPhase::Closed
-            }
+            (Frame::Abort(_), phase) if phase != ClientPhase::Closed => self.phase = ClientPhase::Closed,
             _ if !kind.from_daemon() => return Err(violation(kind, false, ONLY_CLIENT)),
             (_, phase) => return Err(violation(kind, false, client_where(phase))),
         }
@@ -438,7 +449,11 @@ impl DaemonSession {
             (Frame::ResponseBody(data), _) => return self.send_data(FrameType::ResponseBody, data.len()),
             (Frame::File(_), _) => return self.send_data(FrameType::File, 0),
             (Frame::ResponseEnd, DaemonPhase::Active) if self.head => {
-                self.phase = if self.body.ended { DaemonPhase::Idle } else { DaemonPhase::Draining };
+                self.phase = if self.body.ended {
+                    DaemonPhase::Idle
+                } else {
+                    DaemonPhase::Draining
+                };
             }
             (Frame::ResponseEnd, DaemonPhase::Active) => return Err(violation(kind, true, "before response head")),
             (Frame::Log(_), DaemonPhase::HeadReceived | DaemonPhase::Active) => {}
@@ -485,5 +500,24 @@ impl DaemonSession {
             (_, phase) => return Err(violation(kind, false, daemon_where(phase))),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credit_overflow_is_an_error() {
+        let mut flow = BodyFlow {
+            credit: u64::MAX - 1,
+            ..BodyFlow::default()
+        };
+        flow.grant(1).unwrap();
+        assert!(matches!(flow.grant(1), Err(ProtocolError::CreditOverflow)));
+        assert_eq!(
+            ProtocolError::CreditOverflow.to_string(),
+            "flow-control credit overflow"
+        );
     }
 }
