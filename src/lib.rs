@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(dead_code, unused_imports))]
 
 pub mod config;
+pub mod daemon;
 mod log;
 mod python;
 mod wsgi;

@@ -81,7 +81,7 @@ impl FrameType {
     }
 
     /// Frames only the client (Apache child) sends.
-    pub fn from_client(self) -> bool {
+    pub fn sent_by_client(self) -> bool {
         matches!(
             self,
             FrameType::Hello | FrameType::RequestHead | FrameType::Body | FrameType::BodyEnd | FrameType::Abort
@@ -89,8 +89,8 @@ impl FrameType {
     }
 
     /// Frames only the daemon sends (ABORT goes both ways).
-    pub fn from_daemon(self) -> bool {
-        !self.from_client() || self == FrameType::Abort
+    pub fn sent_by_daemon(self) -> bool {
+        !self.sent_by_client() || self == FrameType::Abort
     }
 }
 

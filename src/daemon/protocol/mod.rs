@@ -54,6 +54,16 @@
 //!   [`EofPhase`]), so a daemon that dies after the response head shows as a truncated
 //!   response, never as a clean end.
 //! * After any [`ProtocolError`] the connection must be closed.
+//! * FILE: the daemon sends the fd with `sendmsg(SCM_RIGHTS)` together with the FILE frame's
+//!   bytes; the client queues the fds of every `recvmsg` in arrival order and takes one per FILE
+//!   frame decoded. There is no QUEUE_TIMEOUT frame: it is REJECT with
+//!   [`RejectCode::QUEUE_TIMEOUT`].
+//!
+//! Suggested client-side mapping: REJECT with [`RejectCode::retry_elsewhere`], or EOF / ABORT
+//! while [`ClientSession::request_started`] is false → retry on a new connection (then 503);
+//! REJECT QUEUE_TIMEOUT or a read timeout ([`ProtocolError::is_timeout`]) before the head → 504;
+//! [`ProtocolError::ResponseHeadTooLarge`] or any failure before the head → 502; any failure
+//! once [`ClientSession::response_started`] → truncated response.
 //!
 //! # Use
 //!

@@ -254,7 +254,6 @@ impl ClientSession {
 
     fn send(&mut self, frame: &Frame) -> Result<(), ProtocolError> {
         let kind = frame.frame_type();
-        let bad = |phase| Err(violation(kind, true, client_where(phase)));
         match (frame, self.phase) {
             (Frame::Hello(_), ClientPhase::Start) => self.phase = ClientPhase::Handshake,
             (Frame::RequestHead(h), ClientPhase::Idle) => {
@@ -271,8 +270,8 @@ impl ClientSession {
                 self.phase = ClientPhase::Idle;
             }
             (Frame::Abort(_), phase) if phase != ClientPhase::Closed => self.phase = ClientPhase::Closed,
-            _ if !kind.from_client() => return Err(violation(kind, true, ONLY_DAEMON)),
-            (_, phase) => return bad(phase),
+            _ if !kind.sent_by_client() => return Err(violation(kind, true, ONLY_DAEMON)),
+            (_, phase) => return Err(violation(kind, true, client_where(phase))),
         }
         Ok(())
     }
@@ -317,7 +316,7 @@ impl ClientSession {
             }
             (Frame::Log(_), ClientPhase::AwaitingReady | ClientPhase::AwaitingHead | ClientPhase::Streaming) => {}
             (Frame::Abort(_), phase) if phase != ClientPhase::Closed => self.phase = ClientPhase::Closed,
-            _ if !kind.from_daemon() => return Err(violation(kind, false, ONLY_CLIENT)),
+            _ if !kind.sent_by_daemon() => return Err(violation(kind, false, ONLY_CLIENT)),
             (_, phase) => return Err(violation(kind, false, client_where(phase))),
         }
         Ok(())
@@ -458,7 +457,7 @@ impl DaemonSession {
             (Frame::ResponseEnd, DaemonPhase::Active) => return Err(violation(kind, true, "before response head")),
             (Frame::Log(_), DaemonPhase::HeadReceived | DaemonPhase::Active) => {}
             (Frame::Abort(_), phase) if phase != DaemonPhase::Closed => self.phase = DaemonPhase::Closed,
-            _ if !kind.from_daemon() => return Err(violation(kind, true, ONLY_CLIENT)),
+            _ if !kind.sent_by_daemon() => return Err(violation(kind, true, ONLY_CLIENT)),
             (_, phase) => return Err(violation(kind, true, daemon_where(phase))),
         }
         Ok(())
@@ -496,7 +495,7 @@ impl DaemonSession {
                 self.phase = DaemonPhase::Idle;
             }
             (Frame::Abort(_), phase) if phase != DaemonPhase::Closed => self.phase = DaemonPhase::Closed,
-            _ if !kind.from_client() => return Err(violation(kind, false, ONLY_DAEMON)),
+            _ if !kind.sent_by_client() => return Err(violation(kind, false, ONLY_DAEMON)),
             (_, phase) => return Err(violation(kind, false, daemon_where(phase))),
         }
         Ok(())

@@ -8,8 +8,8 @@ fn sample_covers_every_frame_type() {
     assert_eq!(types, FrameType::ALL.to_vec());
     for t in FrameType::ALL {
         assert_eq!(FrameType::from_u8(t.code()), Some(t));
-        assert!(t.from_client() || t.from_daemon(), "{t}");
-        assert_eq!(t.from_client() && t.from_daemon(), t == FrameType::Abort, "{t}");
+        assert!(t.sent_by_client() || t.sent_by_daemon(), "{t}");
+        assert_eq!(t.sent_by_client() && t.sent_by_daemon(), t == FrameType::Abort, "{t}");
     }
     assert_eq!(FrameType::from_u8(0x7f), None);
     assert_eq!(FrameType::ResponseHead.to_string(), "RESPONSE_HEAD");

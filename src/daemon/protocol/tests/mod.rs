@@ -1,6 +1,7 @@
 //! Unit tests: codec (encode/decode, limits, corrupt input, blocking helpers) and sessions.
 
 mod codec;
+mod lockstep;
 mod session;
 
 use super::*;
@@ -91,4 +92,87 @@ fn raw(code: u8, payload: &[u8]) -> Vec<u8> {
     v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     v.extend_from_slice(payload);
     v
+}
+
+/// Both ends of one connection, with frames going through the encoder and decoder.
+pub(super) struct Link {
+    pub(super) client: ClientSession,
+    pub(super) daemon: DaemonSession,
+    to_daemon: Decoder,
+    to_client: Decoder,
+}
+
+impl Link {
+    pub(super) fn new() -> Link {
+        Link {
+            client: ClientSession::new(),
+            daemon: DaemonSession::new(),
+            to_daemon: Decoder::new(),
+            to_client: Decoder::new(),
+        }
+    }
+
+    /// A link past the handshake.
+    pub(super) fn connected() -> Link {
+        let mut l = Link::new();
+        l.c(hello()).unwrap();
+        l.d(Frame::HelloAck(HelloAck { pid: 99, generation: 3 })).unwrap();
+        l
+    }
+
+    /// Client sends `f`; the daemon receives it.
+    pub(super) fn c(&mut self, f: Frame) -> Result<(), ProtocolError> {
+        self.client.on_send(&f)?;
+        self.to_daemon.feed(&f.to_bytes().unwrap());
+        let got = self.to_daemon.next_frame()?.unwrap();
+        assert_eq!(got, f);
+        self.daemon.on_recv(&got)
+    }
+
+    /// Daemon sends `f`; the client receives it.
+    pub(super) fn d(&mut self, f: Frame) -> Result<(), ProtocolError> {
+        self.daemon.on_send(&f)?;
+        self.to_client.feed(&f.to_bytes().unwrap());
+        let got = self.to_client.next_frame()?.unwrap();
+        assert_eq!(got, f);
+        self.client.on_recv(&got)
+    }
+}
+
+pub(super) fn hello() -> Frame {
+    Frame::Hello(Hello {
+        generation: 3,
+        token: b"secret".to_vec(),
+    })
+}
+
+pub(super) fn request(content_length: Option<u64>) -> Frame {
+    Frame::RequestHead(RequestHead {
+        content_length,
+        script: b"/srv/a.wsgi".to_vec(),
+        environ: vec![(b"REQUEST_METHOD".to_vec(), b"GET".to_vec())],
+        ..RequestHead::default()
+    })
+}
+
+pub(super) fn head(status: u16) -> Frame {
+    Frame::ResponseHead(ResponseHead {
+        status,
+        reason: b"OK".to_vec(),
+        headers: vec![],
+    })
+}
+
+pub(super) fn log(msg: &str) -> Frame {
+    Frame::Log(Log {
+        level: LogLevel::Err,
+        message: msg.into(),
+    })
+}
+
+pub(super) fn abort(code: AbortCode) -> Frame {
+    Frame::Abort(Abort {
+        code,
+        message: "boom".into(),
+    })
 }

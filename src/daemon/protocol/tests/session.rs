@@ -1,88 +1,5 @@
 use super::*;
 
-/// Both ends of one connection, with frames going through the encoder and decoder.
-struct Link {
-    client: ClientSession,
-    daemon: DaemonSession,
-    to_daemon: Decoder,
-    to_client: Decoder,
-}
-
-impl Link {
-    fn new() -> Link {
-        Link {
-            client: ClientSession::new(),
-            daemon: DaemonSession::new(),
-            to_daemon: Decoder::new(),
-            to_client: Decoder::new(),
-        }
-    }
-
-    /// A link past the handshake.
-    fn connected() -> Link {
-        let mut l = Link::new();
-        l.c(hello()).unwrap();
-        l.d(Frame::HelloAck(HelloAck { pid: 99, generation: 3 })).unwrap();
-        l
-    }
-
-    /// Client sends `f`; the daemon receives it.
-    fn c(&mut self, f: Frame) -> Result<(), ProtocolError> {
-        self.client.on_send(&f)?;
-        self.to_daemon.feed(&f.to_bytes().unwrap());
-        let got = self.to_daemon.next_frame()?.unwrap();
-        assert_eq!(got, f);
-        self.daemon.on_recv(&got)
-    }
-
-    /// Daemon sends `f`; the client receives it.
-    fn d(&mut self, f: Frame) -> Result<(), ProtocolError> {
-        self.daemon.on_send(&f)?;
-        self.to_client.feed(&f.to_bytes().unwrap());
-        let got = self.to_client.next_frame()?.unwrap();
-        assert_eq!(got, f);
-        self.client.on_recv(&got)
-    }
-}
-
-fn hello() -> Frame {
-    Frame::Hello(Hello {
-        generation: 3,
-        token: b"secret".to_vec(),
-    })
-}
-
-fn request(content_length: Option<u64>) -> Frame {
-    Frame::RequestHead(RequestHead {
-        content_length,
-        script: b"/srv/a.wsgi".to_vec(),
-        environ: vec![(b"REQUEST_METHOD".to_vec(), b"GET".to_vec())],
-        ..RequestHead::default()
-    })
-}
-
-fn head(status: u16) -> Frame {
-    Frame::ResponseHead(ResponseHead {
-        status,
-        reason: b"OK".to_vec(),
-        headers: vec![],
-    })
-}
-
-fn log(msg: &str) -> Frame {
-    Frame::Log(Log {
-        level: LogLevel::Err,
-        message: msg.into(),
-    })
-}
-
-fn abort(code: AbortCode) -> Frame {
-    Frame::Abort(Abort {
-        code,
-        message: "boom".into(),
-    })
-}
-
 #[test]
 fn handshake_and_reused_connection() {
     let mut l = Link::new();
@@ -290,7 +207,7 @@ fn client_eof_phases() {
             l.client.on_send(&hello()).unwrap();
         }
         for f in frames.iter() {
-            if f.frame_type().from_client() {
+            if f.frame_type().sent_by_client() {
                 l.c(f.clone()).unwrap();
             } else {
                 l.d(f.clone()).unwrap();

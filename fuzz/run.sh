@@ -1,0 +1,27 @@
+#!/bin/bash
+# Fuzzes the daemon wire protocol: ./fuzz/run.sh [seconds, default 600] [extra libFuzzer flags...]
+#
+# Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). The corpus grows in
+# fuzz/corpus/decode (kept between runs, not in git), starting from the seeds in
+# fuzz/seeds/decode (in git). Crashes land in fuzz/artifacts/decode; reproduce one with
+#   cargo +nightly fuzz run decode fuzz/artifacts/decode/<file>
+set -euo pipefail
+cd "$(dirname "$0")"
+
+secs="${1:-600}"
+shift || true
+toolchain="${FUZZ_TOOLCHAIN:-nightly}"
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "cargo-fuzz is missing: cargo install cargo-fuzz" >&2
+    exit 2
+fi
+if ! rustup run "$toolchain" rustc --version >/dev/null 2>&1; then
+    echo "toolchain '$toolchain' is missing: rustup toolchain install nightly (or set FUZZ_TOOLCHAIN)" >&2
+    exit 2
+fi
+
+mkdir -p corpus/decode artifacts/decode
+# New inputs are written to the first corpus dir; the seeds dir is only read.
+exec cargo "+$toolchain" fuzz run decode corpus/decode seeds/decode -- \
+    -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "$@"
