@@ -71,10 +71,13 @@ fn main() {
         .allowlist_type("request_rec|server_rec|conn_rec|cmd_parms|module|command_rec|ap_directive_t")
         .allowlist_type("apr_bucket_brigade|apr_bucket|apr_table_entry_t|apr_array_header_t|ap_filter_t")
         .allowlist_function("ap_(get_server_description|getword_conf|server_root_relative|state_query|mpm_query|setup_client_block|should_client_block|get_client_block|add_common_vars|add_cgi_vars|set_content_type|set_content_length|pass_brigade|rwrite|rflush|get_server_banner|get_server_description|get_server_name|get_server_port|discard_request_body|get_brigade|get_server_built|construct_url|get_remote_host|escape_html2|make_full_path|http_filter|finalize_request_protocol|set_keepalive)")
-        .allowlist_function("apr_(pstrdup|pstrmemdup|palloc|pcalloc|pool_cleanup_register|pool_cleanup_null|table_get|table_set|table_setn|table_add|table_addn|table_elts|table_unset|table_make|brigade_create|brigade_cleanup|brigade_destroy|bucket_transient_create|bucket_heap_create|bucket_eos_create|bucket_flush_create|bucket_pool_create|bucket_immortal_create|bucket_file_create|brigade_insert_file|file_open|os_file_put|brigade_write|brigade_puts|strerror|pool_userdata_get|pool_userdata_set|stat|time_now|md5|md5_init|md5_update|md5_final)")
+        .allowlist_function("apr_(pstrdup|pstrmemdup|palloc|pcalloc|pool_cleanup_register|pool_cleanup_null|table_get|table_set|table_setn|table_add|table_addn|table_elts|table_unset|table_make|brigade_create|brigade_cleanup|brigade_destroy|bucket_transient_create|bucket_heap_create|bucket_eos_create|bucket_flush_create|bucket_pool_create|bucket_immortal_create|bucket_file_create|brigade_insert_file|file_open|os_file_put|brigade_write|brigade_puts|strerror|pool_userdata_get|pool_userdata_set|pcalloc|stat|time_now|md5|md5_init|md5_update|md5_final)")
         .allowlist_function("wsgi_rs_.*")
-        .allowlist_var("ap_top_module")
-        .allowlist_var("APR_FOPEN_.*|APR_FINFO_.*|MODULE_MAGIC_.*|OK|DECLINED|DONE|HTTP_.*|APLOG_.*|AP_MPMQ_.*|AP_SQ_.*|REQUEST_.*|M_.*|APR_SUCCESS|APR_EOF|APR_FINFO_.*|OR_.*|RSRC_CONF|ACCESS_CONF|AP_REQ_.*|APR_MD5_DIGESTSIZE|AP_FILTER_ERROR")
+        .allowlist_var("ap_top_module|ap_server_conf|ap_unixd_config")
+        .allowlist_function("ap_(close_listeners|register_extra_mpm_process|unregister_extra_mpm_process|runtime_dir_relative)")
+        .allowlist_function("apr_proc_other_child_(register|unregister)")
+        .allowlist_type("process_rec|unixd_config_rec|apr_proc_t")
+        .allowlist_var("APR_FOPEN_.*|APR_FINFO_.*|MODULE_MAGIC_.*|OK|DECLINED|DONE|HTTP_.*|APLOG_.*|AP_MPMQ_.*|AP_SQ_.*|REQUEST_.*|M_.*|APR_SUCCESS|APR_EOF|APR_FINFO_.*|OR_.*|RSRC_CONF|ACCESS_CONF|AP_REQ_.*|APR_MD5_DIGESTSIZE|AP_FILTER_ERROR|APR_OC_REASON_.*")
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()));
     for dir in &include_dirs {
         bindings = bindings.clang_arg(format!("-I{dir}"));

@@ -110,13 +110,15 @@ pub unsafe extern "C" fn wsgi_rs_check_config(
 
 #[no_mangle]
 pub unsafe extern "C" fn wsgi_rs_post_config(
-    _pconf: *mut ffi::apr_pool_t,
+    pconf: *mut ffi::apr_pool_t,
     _plog: *mut ffi::apr_pool_t,
     _ptemp: *mut ffi::apr_pool_t,
     s: *mut ffi::server_rec,
 ) -> c_int {
     // SAFETY: s is the main server.
-    guarded("post_config", (), || crate::module::post_config(Server::from_raw(s)));
+    guarded("post_config", (), || {
+        crate::module::post_config(Server::from_raw(s), Pool::from_raw(pconf))
+    });
     ffi::OK as c_int
 }
 

@@ -5,6 +5,7 @@ mod cmd;
 mod entry;
 mod log;
 mod pool;
+pub mod process;
 mod request;
 mod server;
 

@@ -45,6 +45,12 @@ impl<'a> Server<'a> {
         unsafe { &mut *(ffi::wsgi_rs_server_config(self.raw) as *mut ServerConfig) }
     }
 
+    /// The main server (`ap_server_conf`).
+    pub fn main(&self) -> Server<'a> {
+        // SAFETY: ap_server_conf is the main server of the running configuration.
+        unsafe { Server::from_raw(ffi::ap_server_conf) }
+    }
+
     pub fn is_virtual(&self) -> bool {
         // SAFETY: plain field read.
         unsafe { (*self.raw).is_virtual != 0 }

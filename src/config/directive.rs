@@ -41,6 +41,9 @@ pub enum Directive {
     PythonHome(String),
     /// `WSGIPythonPath`: directories, from one `:`-separated argument.
     PythonPath(Vec<String>),
+    DaemonProcess(super::DaemonGroup),
+    /// `WSGISocketPrefix`: path prefix of daemon sockets.
+    SocketPrefix(String),
     /// Accepted for compatibility, with a warning for the admin.
     Ignored {
         warning: String,
@@ -70,6 +73,14 @@ pub fn parse_directive(
         }
         "WSGIPassAuthorization" => on_off(name, single_word(name, words)?).map(Directive::PassAuthorization),
         "WSGIScriptReloading" => on_off(name, single_word(name, words)?).map(Directive::ScriptReloading),
+        "WSGIDaemonProcess" => super::parse_daemon_process(words, resolve_path).map(Directive::DaemonProcess),
+        "WSGISocketPrefix" => {
+            let prefix = single_word(name, words)?;
+            if prefix.is_empty() {
+                return Err(format!("{name}: the prefix is empty"));
+            }
+            Ok(Directive::SocketPrefix(resolve_path(prefix)))
+        }
         "WSGIChunkedRequest" => on_off(name, single_word(name, words)?).map(Directive::ChunkedRequest),
         "WSGIPythonHome" => {
             let home = single_word(name, words)?;

@@ -1,10 +1,12 @@
 //! Pure configuration logic: directive parsing, merging and `%{…}` group
 //! expansion. Nothing here touches httpd or Python, so it is unit-tested.
 
+mod daemon;
 mod directive;
 mod group;
 mod python_home;
 
+pub use daemon::{parse_daemon_process, DaemonGroup};
 pub use directive::{parse_directive, Directive, HandlerScript};
 pub use group::{GroupContext, GroupSpec};
 pub use python_home::{check_python_home, PythonHome, PYTHON_VERSION};
@@ -21,6 +23,12 @@ pub struct DirConfig {
     pub pass_authorization: Option<bool>,
     pub script_reloading: Option<bool>,
     pub chunked_request: Option<bool>,
+}
+
+impl ServerConfig {
+    pub fn daemon_group(&self, name: &str) -> Option<&DefinedGroup> {
+        self.daemon_groups.iter().find(|g| g.group.name == name)
+    }
 }
 
 impl DirConfig {
@@ -97,10 +105,22 @@ pub struct GroupReference {
     pub line: u32,
 }
 
+/// A `WSGIDaemonProcess` with where it was defined.
+#[derive(Clone, Debug)]
+pub struct DefinedGroup {
+    pub group: Arc<DaemonGroup>,
+    pub file: String,
+    pub line: u32,
+}
+
 /// Per-virtual-host state that is not per-directory.
 #[derive(Clone, Debug, Default)]
 pub struct ServerConfig {
     pub process_group_references: Vec<GroupReference>,
+    /// `WSGIDaemonProcess` groups defined in this (virtual) server.
+    pub daemon_groups: Vec<DefinedGroup>,
+    /// Main server only: `WSGISocketPrefix`.
+    pub socket_prefix: Option<String>,
     /// Main server only: `WSGIPythonHome`, checked.
     pub python_home: Option<PythonHome>,
     /// Main server only: `WSGIPythonPath` directories.

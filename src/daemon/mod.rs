@@ -2,5 +2,18 @@
 //! children to daemon processes over a Unix socket.
 //!
 //! * `protocol`: the pure, versioned frame protocol (unit-tested and fuzzed).
+//! * `supervisor`: Apache's parent forks and replaces daemons, keeps sockets.
+//! * `server`, `exchange`: a daemon process and its side of one request.
+//! * `client`: an Apache child forwarding a request.
 
+#[cfg(not(test))]
+mod channel;
+#[cfg(not(test))]
+pub mod client;
+#[cfg(not(test))]
+mod exchange;
 pub mod protocol;
+#[cfg(not(test))]
+mod server;
+#[cfg(not(test))]
+pub mod supervisor;

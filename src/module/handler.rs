@@ -1,11 +1,10 @@
 //! Request dispatch in embedded mode: find our handler for `r->handler`,
 //! pick the interpreter, load the script, run the WSGI call.
 
-use crate::apache::{HandlerOutcome, Request};
+use crate::apache::{process, HandlerOutcome, Request};
 use crate::config::{GroupContext, HandlerScript};
 use crate::log::Level;
-use crate::python::{self, LoadError};
-use crate::wsgi::{self, EnvironInfo, Transport};
+use crate::wsgi::{self, EnvironInfo, ScriptCall, Transport};
 use once_cell::sync::{Lazy, OnceCell};
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -108,123 +107,72 @@ pub fn handle(r: &Request<'_>) -> HandlerOutcome {
     let settings = dir.resolve(handler);
 
     let process_group = settings.process_group.expand(r);
-    if !process_group.is_empty() {
-        // Only reachable through a %{ENV:…}-style value; literal names fail at config time.
-        r.log(
-            Level::Error,
-            &format!(
-                "WSGI process group '{process_group}' for handler '{}' is not defined (daemon mode is not available)",
-                handler.name
-            ),
-        );
-        return HandlerOutcome::Status(500);
-    }
+    let daemon = if process_group.is_empty() {
+        None
+    } else {
+        match super::visible_group(&process_group, r.server(), r.server().main()) {
+            Some(defined) => Some(defined),
+            None => {
+                // Only reachable through a %{ENV:…}-style value; literal names fail at config time.
+                r.log(
+                    Level::Error,
+                    &format!(
+                        "WSGI process group '{process_group}' of handler '{}' is not defined here",
+                        handler.name
+                    ),
+                );
+                return HandlerOutcome::Status(500);
+            }
+        }
+    };
     if r.path_info_rejected() {
         return HandlerOutcome::Status(404);
     }
     if let Err(status) = r.setup_body(settings.chunked_request) {
         return HandlerOutcome::Status(status as u16);
     }
+    if let Some(defined) = daemon {
+        let main = r.server().main();
+        let socket_path = crate::daemon::supervisor::socket_path(main, r.pool(), &defined.group.name);
+        let forward = crate::daemon::client::Forward {
+            group: &defined.group,
+            socket_path: &socket_path,
+            script: &handler.script,
+            application_group: &settings.application_group.expand(r),
+            request_handler: name,
+            script_reloading: settings.script_reloading,
+            pass_authorization: settings.pass_authorization,
+            default_timeout: process::server_timeout(r.server()),
+            generation: process::generation() as u64,
+        };
+        return crate::daemon::client::forward(r, &forward);
+    }
 
-    let group = settings.application_group.expand(r);
-    let interpreter = match python::get_or_create(&group, python::setup_interpreter) {
-        Ok(i) => i,
-        Err(error) => {
-            r.log(
-                Level::Error,
-                &format!("cannot use application group '{group}': {error}"),
-            );
-            return HandlerOutcome::Status(500);
-        }
-    };
-    let attached = interpreter.attach();
-    let gil = attached.gil();
-    let module_name = format!("_mod_wsgi_{}", crate::apache::md5_hex(&handler.script));
-    let module = match python::load(
-        gil,
-        interpreter,
-        &handler.script,
-        &module_name,
-        settings.script_reloading,
-    ) {
-        Ok(m) => m,
-        Err(error) => {
-            log_load_error(r, handler, error);
-            return HandlerOutcome::Status(500);
-        }
-    };
-    let app = match module.getattr_opt("handle_request") {
-        Ok(Some(app)) => app,
-        Ok(None) => {
-            r.log(
-                Level::Error,
-                &format!(
-                    "Target WSGI script '{}' does not contain WSGI application 'handle_request'.",
-                    handler.script
-                ),
-            );
-            return HandlerOutcome::Status(500);
-        }
-        Err(raised) => {
-            let exc = python::PyException::from_raised(gil, raised);
-            wsgi::log_traceback(
-                &Embedded {
-                    request: r,
-                    pass_authorization: false,
-                },
-                &format!("Cannot get 'handle_request' from WSGI script '{}'.", handler.script),
-                &exc,
-            );
-            return HandlerOutcome::Status(500);
-        }
-    };
     if !settings.pass_authorization {
         hint_authorization(r, handler);
     }
+    let group = settings.application_group.expand(r);
+    let module_name = format!("_mod_wsgi_{}", crate::apache::md5_hex(&handler.script));
     let facts = FACTS.get();
-    let info = EnvironInfo {
-        process_group: &process_group,
-        application_group: interpreter.name(),
-        handler_script: &handler.script,
-        request_handler: name,
-        script_reloading: settings.script_reloading,
-        multithread: facts.is_some_and(|f| f.threaded),
-        multiprocess: facts.is_none_or(|f| f.multiprocess),
-        apache_version: facts.map_or((2, 4, 0), |f| f.apache_version),
+    let call = ScriptCall {
+        info: EnvironInfo {
+            process_group: &process_group,
+            application_group: &group,
+            handler_script: &handler.script,
+            request_handler: name,
+            script_reloading: settings.script_reloading,
+            multithread: facts.is_some_and(|f| f.threaded),
+            multiprocess: facts.is_none_or(|f| f.multiprocess),
+            apache_version: facts.map_or((2, 4, 0), |f| f.apache_version),
+        },
+        module_name: &module_name,
     };
     let transport = Embedded {
         request: r,
         pass_authorization: settings.pass_authorization,
     };
-    match wsgi::serve(gil, interpreter.types(), &app, &transport, &info) {
+    match wsgi::run_script(&call, &transport) {
         wsgi::Outcome::Responded => HandlerOutcome::Done,
         wsgi::Outcome::Failed => HandlerOutcome::Status(500),
-    }
-}
-
-fn log_load_error(r: &Request<'_>, handler: &HandlerScript, error: LoadError) {
-    let script = &handler.script;
-    let r = &Embedded {
-        request: r,
-        pass_authorization: false,
-    };
-    match error {
-        LoadError::Unreadable(reason) => {
-            r.log(
-                Level::Error,
-                &format!("Could not read WSGI handler script '{script}': {reason}"),
-            );
-        }
-        LoadError::Compile(trace) => {
-            r.log(
-                Level::Error,
-                &format!("Could not compile WSGI handler script '{script}'."),
-            );
-            wsgi::log_lines(r, &trace);
-        }
-        LoadError::Execute(trace) => {
-            r.log(Level::Error, &format!("Failed to exec Python script file '{script}'."));
-            wsgi::log_lines(r, &trace);
-        }
     }
 }

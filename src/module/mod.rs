@@ -6,14 +6,16 @@ mod handler;
 
 pub use handler::handle;
 
-use crate::apache::{self, CmdParms, Server};
+use crate::apache::{self, process, CmdParms, Pool, Server};
 use crate::config::{
-    check_python_home, parse_directive, DirConfig, Directive, GroupReference, GroupSpec, PythonHome, ServerConfig,
-    PYTHON_VERSION,
+    check_python_home, parse_directive, DefinedGroup, DirConfig, Directive, GroupReference, GroupSpec, PythonHome,
+    ServerConfig, PYTHON_VERSION,
 };
+use crate::daemon;
 use crate::log::Level;
 use crate::python;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Applies one directive to the section's config.
@@ -32,7 +34,8 @@ pub fn directive(cmd: &CmdParms<'_>, dir: &mut DirConfig, words: &[String]) -> R
         };
         if cmd.at_request_time() {
             // .htaccess: the whole configuration is known already.
-            return undefined_group_error(&reference, cmd.server()).map_or(Ok(()), Err);
+            let main = cmd.server().main();
+            return undefined_group_error(&reference, cmd.server(), main).map_or(Ok(()), Err);
         }
         server_config_mut(cmd).process_group_references.push(reference);
         Ok(())
@@ -58,6 +61,27 @@ pub fn directive(cmd: &CmdParms<'_>, dir: &mut DirConfig, words: &[String]) -> R
             main_server_only(cmd, &name)?;
             server_config_mut(cmd).python_path.extend(dirs);
         }
+        Directive::DaemonProcess(group) => {
+            for option in &group.ignored {
+                cmd.server().log(
+                    Level::Warning,
+                    &format!(
+                        "{file}:{line}: WSGIDaemonProcess {}: option '{option}' is accepted but has no effect yet",
+                        group.name
+                    ),
+                );
+            }
+            let defined = DefinedGroup {
+                group: Arc::new(group),
+                file: file.clone(),
+                line,
+            };
+            server_config_mut(cmd).daemon_groups.push(defined);
+        }
+        Directive::SocketPrefix(prefix) => {
+            main_server_only(cmd, &name)?;
+            server_config_mut(cmd).socket_prefix = Some(prefix);
+        }
         Directive::Ignored { warning } => {
             cmd.server().log(Level::Warning, &format!("{file}:{line}: {warning}"));
         }
@@ -79,13 +103,29 @@ fn server_config_mut<'a>(cmd: &CmdParms<'a>) -> &'a mut ServerConfig {
     cmd.server().config_mut()
 }
 
-/// Daemon process groups are not implemented yet: every named group is
-/// undefined, which must fail the configuration rather than silently run
-/// the handler embedded.
-fn undefined_group_error(reference: &GroupReference, _server: Server<'_>) -> Option<String> {
+/// The group a reference names, if visible from `server`: defined in that
+/// virtual host or in the main server (a group of another vhost is not).
+pub fn visible_group<'a>(name: &str, server: Server<'a>, main: Server<'a>) -> Option<&'a DefinedGroup> {
+    server
+        .config()
+        .daemon_group(name)
+        .or_else(|| main.config().daemon_group(name))
+}
+
+fn undefined_group_error(reference: &GroupReference, server: Server<'_>, main: Server<'_>) -> Option<String> {
+    if visible_group(&reference.group, server, main).is_some() {
+        return None;
+    }
+    let elsewhere = main.iter().find_map(|s| s.config().daemon_group(&reference.group));
+    let hint = match elsewhere {
+        Some(g) => format!(
+            " (a group of that name is defined at {}:{} in another virtual host, which is not visible here)",
+            g.file, g.line
+        ),
+        None => String::new(),
+    };
     Some(format!(
-        "{}:{}: WSGI process group '{}' is not defined: no WSGIDaemonProcess '{}' is configured for this server \
-         (daemon mode is not available in this build; use process-group=%{{GLOBAL}} or drop the option to run embedded)",
+        "{}:{}: WSGI process group '{}' is not defined: no WSGIDaemonProcess '{}' for this server{hint}",
         reference.file, reference.line, reference.group, reference.group
     ))
 }
@@ -106,9 +146,23 @@ pub fn check_config(main: Server<'_>) -> bool {
         );
         ok = false;
     }
+    let mut seen: Vec<&DefinedGroup> = Vec::new();
     for server in main.iter() {
+        for defined in &server.config().daemon_groups {
+            if let Some(first) = seen.iter().find(|g| g.group.name == defined.group.name) {
+                main.log(
+                    Level::Error,
+                    &format!(
+                        "{}:{}: WSGIDaemonProcess '{}' duplicates the group defined at {}:{}; names must be unique",
+                        defined.file, defined.line, defined.group.name, first.file, first.line
+                    ),
+                );
+                ok = false;
+            }
+            seen.push(defined);
+        }
         for reference in &server.config().process_group_references {
-            if let Some(error) = undefined_group_error(reference, server) {
+            if let Some(error) = undefined_group_error(reference, server, main) {
                 main.log(Level::Error, &error);
                 ok = false;
             }
@@ -122,17 +176,23 @@ pub fn check_config(main: Server<'_>) -> bool {
 /// pins the old image (which would also keep a rebuilt .so from loading).
 static POST_CONFIG_CALLS: AtomicUsize = AtomicUsize::new(0);
 
-pub fn post_config(server: Server<'_>) {
+pub fn post_config(server: Server<'_>, pconf: Pool<'_>) {
     let calls = POST_CONFIG_CALLS.fetch_add(1, Ordering::Relaxed) + 1;
     server.log(
         Level::Debug,
         &format!("post_config call #{calls} in this image of the module"),
     );
+    daemon::supervisor::start(server, pconf);
 }
 
 /// Python comes up in each child (never in Apache's parent, which reloads
 /// this module on every restart). Returns what to run at child exit.
 pub fn child_init(server: Server<'_>) -> Option<fn()> {
+    // Apache's children must not hold the daemons' sockets or generation pipe.
+    process::close_fd(daemon::supervisor::generation_write_fd());
+    for fd in process::listener_fds(server) {
+        process::close_fd(fd);
+    }
     handler::record_process_facts(
         apache::mpm_is_threaded(),
         apache::mpm_max_daemons(),

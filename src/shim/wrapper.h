@@ -14,6 +14,9 @@
 #include "util_filter.h"
 #include "mpm_common.h"
 #include "apr_md5.h"
+#include "ap_listen.h"
+#include "unixd.h"
+#include "apr_thread_proc.h"
 
 /* From the shim (src/shim/mod_wsgi.c). */
 void *wsgi_rs_dir_config(ap_conf_vector_t *per_dir_config);

@@ -7,8 +7,10 @@ mod file;
 mod headers;
 mod input;
 mod response;
+mod script;
 
 pub use environ::{parse_version, script_name, EnvironInfo};
+pub use script::{run_script, ScriptCall};
 
 use crate::log::Level;
 use crate::python::{Gil, NativeTypes, Obj, PyException, Raised, Scope};

@@ -1,0 +1,499 @@
+//! Process plumbing for daemon mode: Apache's user, forking, child
+//! supervision through Apache's registries, listening sockets that outlive
+//! a configuration generation, and what a daemon does right after fork.
+
+use super::server::cstr_or_empty;
+use super::{Pool, Server};
+use crate::ffi;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+
+/// A user to run as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Apache's `User`/`Group` (what its children run as).
+pub fn apache_identity() -> Identity {
+    // SAFETY: ap_unixd_config is filled by mod_unixd while reading the configuration.
+    unsafe {
+        let c = std::ptr::addr_of!(ffi::ap_unixd_config);
+        Identity {
+            user: cstr_or_empty((*c).user_name),
+            uid: (*c).user_id,
+            gid: (*c).group_id,
+        }
+    }
+}
+
+/// Resolves a user name (or `#uid`) to its uid and primary gid.
+pub fn resolve_user(name: &str) -> Result<Identity, String> {
+    let c = CString::new(name.trim_start_matches('#')).map_err(|_| format!("invalid user name {name:?}"))?;
+    // SAFETY: getpwnam/getpwuid return NULL or a pointer to static storage we read at once
+    // (the parent is single-threaded while reading its configuration).
+    unsafe {
+        let pw = match name.strip_prefix('#').map(str::parse::<u32>) {
+            Some(Ok(uid)) => libc::getpwuid(uid),
+            Some(Err(_)) => return Err(format!("invalid user id {name:?}")),
+            None => libc::getpwnam(c.as_ptr()),
+        };
+        if pw.is_null() {
+            return Err(format!("unknown user '{name}'"));
+        }
+        Ok(Identity {
+            user: cstr_or_empty((*pw).pw_name),
+            uid: (*pw).pw_uid,
+            gid: (*pw).pw_gid,
+        })
+    }
+}
+
+/// Resolves a group name (or `#gid`).
+pub fn resolve_group(name: &str) -> Result<u32, String> {
+    if let Some(id) = name.strip_prefix('#') {
+        return id.parse().map_err(|_| format!("invalid group id {name:?}"));
+    }
+    let c = CString::new(name).map_err(|_| format!("invalid group name {name:?}"))?;
+    // SAFETY: as in resolve_user.
+    unsafe {
+        let gr = libc::getgrnam(c.as_ptr());
+        if gr.is_null() {
+            return Err(format!("unknown group '{name}'"));
+        }
+        Ok((*gr).gr_gid)
+    }
+}
+
+/// `fork()`: `Ok(None)` in the child, `Ok(Some(pid))` in the parent.
+pub fn fork() -> io::Result<Option<i32>> {
+    // SAFETY: Apache's parent is single-threaded when it configures modules.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(Some(pid)),
+    }
+}
+
+/// Ends the calling process at once (a daemon never returns into Apache).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+pub fn mpm_is_stopping() -> bool {
+    let mut state = 0;
+    // SAFETY: writes one int.
+    unsafe { ffi::ap_mpm_query(ffi::AP_MPMQ_MPM_STATE as i32, &mut state) };
+    state == ffi::AP_MPMQ_STOPPING as i32
+}
+
+/// Called in the parent when a watched child died: (main server, pool, pid, status).
+pub type OnDeath = Box<dyn Fn(Server<'_>, Pool<'_>, i32, i32)>;
+
+struct Watched {
+    process: ffi::apr_proc_t,
+    server: *mut ffi::server_rec,
+    pool: *mut ffi::apr_pool_t,
+    on_death: OnDeath,
+}
+
+unsafe extern "C" fn child_maintenance(reason: i32, data: *mut std::ffi::c_void, status: i32) {
+    // SAFETY: data is the pool-owned Watched registered below, alive until its
+    // registration is removed (the pool cleanup removes the registration first).
+    let watched = &*(data as *const Watched);
+    if reason == ffi::APR_OC_REASON_DEATH as i32 || reason == ffi::APR_OC_REASON_LOST as i32 {
+        ffi::apr_proc_other_child_unregister(data);
+        let mut generation = 0;
+        ffi::ap_unregister_extra_mpm_process(watched.process.pid, &mut generation);
+        let (server, pool) = (Server::from_raw(watched.server), Pool::from_raw(watched.pool));
+        let pid = watched.process.pid;
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (watched.on_death)(server, pool, pid, status)
+        }));
+    }
+}
+
+/// Has Apache's parent supervise `pid`: `on_death` runs in the parent when it
+/// dies during this configuration generation; afterwards (restarts) Apache
+/// reaps it quietly and waits for it at shutdown.
+pub fn watch_child(server: Server<'_>, pool: Pool<'_>, pid: i32, on_death: OnDeath) {
+    let mut generation = 0;
+    // SAFETY: writes one int.
+    unsafe { ffi::ap_mpm_query(ffi::AP_MPMQ_GENERATION as i32, &mut generation) };
+    // SAFETY: apr_proc_t is plain data.
+    let mut process: ffi::apr_proc_t = unsafe { std::mem::zeroed() };
+    process.pid = pid;
+    let watched = pool.own(Watched {
+        process,
+        server: server.raw(),
+        pool: pool.raw(),
+        on_death,
+    });
+    // SAFETY: `watched` lives in `pool`, whose cleanup also unregisters it (the
+    // registration's cleanup is added after, so it runs first).
+    unsafe {
+        ffi::ap_register_extra_mpm_process(pid, generation as _);
+        ffi::apr_proc_other_child_register(
+            &mut (*watched).process,
+            Some(child_maintenance),
+            watched as *mut std::ffi::c_void,
+            std::ptr::null_mut(),
+            pool.raw(),
+        );
+    }
+}
+
+/// A Unix listening socket at `path` with `backlog`, connectable only by `owner`
+/// (mode 0600, chowned), replacing any stale file there.
+pub fn bind_listener(path: &str, backlog: u32, owner: &Identity) -> io::Result<UnixListener> {
+    let _ = std::fs::remove_file(path);
+    let c_path = CString::new(path).map_err(|_| io::Error::other("socket path contains NUL"))?;
+    // SAFETY: plain socket calls on a descriptor we own; sockaddr_un is filled within bounds
+    // (the caller checked the path length).
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let owned = OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let bytes = c_path.as_bytes_with_nul();
+        if bytes.len() > addr.sun_path.len() {
+            return Err(io::Error::other(format!(
+                "socket path too long ({} bytes): {path}",
+                bytes.len() - 1
+            )));
+        }
+        for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+            *dst = *src as libc::c_char;
+        }
+        let old_mask = libc::umask(0o177);
+        let bound = libc::bind(
+            fd,
+            &addr as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_un>() as u32,
+        );
+        libc::umask(old_mask);
+        if bound < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::chown(c_path.as_ptr(), owner.uid, owner.gid) < 0 || libc::listen(fd, backlog as i32) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(UnixListener::from(owned))
+    }
+}
+
+/// The uid of the process at the other end of a Unix socket.
+pub fn peer_uid(stream: &std::os::unix::net::UnixStream) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+    unsafe {
+        let mut cred: libc::ucred = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        if libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut _ as *mut _,
+            &mut len,
+        ) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(cred.uid)
+    }
+}
+
+/// Closes a descriptor this process inherited but must not keep.
+pub fn close_fd(fd: i32) {
+    // SAFETY: closing an inherited descriptor we do not otherwise use.
+    unsafe { libc::close(fd) };
+}
+
+/// Adopts an inherited descriptor as a listener.
+pub fn listener_from_fd(fd: i32) -> UnixListener {
+    // SAFETY: the fd is a listening Unix socket created by `bind_listener` in the parent.
+    unsafe { UnixListener::from_raw_fd(fd) }
+}
+
+/// What a daemon does first after fork: leave Apache's sockets and signal
+/// set-up behind, die with the parent, take its identity and title.
+pub fn enter_daemon(
+    server: Server<'_>,
+    title: &str,
+    identity: &Identity,
+    home: Option<&str>,
+    umask: Option<u32>,
+) -> Result<(), String> {
+    // SAFETY: we are the only thread of a freshly forked child; these calls
+    // only affect this process.
+    unsafe {
+        ffi::ap_close_listeners();
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+        for sig in [
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGINT,
+            libc::SIGCHLD,
+            libc::SIGALRM,
+        ] {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        set_title(server, title);
+        if libc::getuid() == 0 {
+            let user = CString::new(identity.user.as_str()).unwrap_or_default();
+            if libc::setgid(identity.gid) < 0
+                || libc::initgroups(user.as_ptr(), identity.gid) < 0
+                || libc::setuid(identity.uid) < 0
+            {
+                return Err(format!(
+                    "cannot switch to user '{}' (uid {}, gid {}): {}",
+                    identity.user,
+                    identity.uid,
+                    identity.gid,
+                    io::Error::last_os_error()
+                ));
+            }
+        }
+        if let Some(mask) = umask {
+            libc::umask(mask);
+        }
+    }
+    let dir = home.unwrap_or("/");
+    std::env::set_current_dir(dir).map_err(|e| format!("cannot change directory to '{dir}': {e}"))
+}
+
+/// Shows `title` in `ps`: rewrites the argv area in place and sets the thread name.
+///
+/// # Safety
+/// Must run before other threads exist; argv strings are contiguous in memory.
+unsafe fn set_title(server: Server<'_>, title: &str) {
+    let process = (*server.raw()).process;
+    if process.is_null() || (*process).argv.is_null() || (*process).argc < 1 {
+        return;
+    }
+    let argv = (*process).argv as *mut *mut libc::c_char;
+    let start = *argv;
+    let last = *argv.add((*process).argc as usize - 1);
+    let end = last.add(libc::strlen(last));
+    let space = end.offset_from(start) as usize;
+    let bytes = title.as_bytes();
+    let n = bytes.len().min(space);
+    std::ptr::copy_nonoverlapping(bytes.as_ptr(), start as *mut u8, n);
+    std::ptr::write_bytes(start.add(n), 0, space - n + 1);
+    let short = CString::new(&bytes[..bytes.len().min(15)]).unwrap_or_default();
+    libc::prctl(libc::PR_SET_NAME, short.as_ptr());
+}
+
+/// Where daemon sockets live by default: under Apache's runtime directory.
+pub fn runtime_dir_path(pool: Pool<'_>, name: &str) -> String {
+    let c = CString::new(name).unwrap_or_default();
+    // SAFETY: returns a pool string (or NULL on error).
+    unsafe { cstr_or_empty(ffi::ap_runtime_dir_relative(pool.raw(), c.as_ptr())) }
+}
+
+/// Waits until one of `fds` is readable (or hung up) or `timeout_ms` passes
+/// (-1: no limit); returns which are ready.
+pub fn wait_readable(fds: &[i32], timeout_ms: i32) -> Vec<bool> {
+    let mut polls: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: polls is a valid array of pollfd for its length.
+    let n = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, timeout_ms) };
+    if n <= 0 {
+        return vec![false; fds.len()];
+    }
+    polls.iter().map(|p| p.revents != 0).collect()
+}
+
+/// `pread` on a descriptor the caller holds open.
+pub fn read_at(fd: i32, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    // SAFETY: buf is writable for its length; fd stays open for the call.
+    let n = unsafe {
+        libc::pread(
+            fd,
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            offset as libc::off_t,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+static SIGNAL_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn note_signal(sig: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(std::sync::atomic::Ordering::Relaxed);
+    let byte = sig as u8;
+    // SAFETY: write(2) is async-signal-safe; a full pipe just drops the byte.
+    unsafe { libc::write(fd, &byte as *const u8 as *const libc::c_void, 1) };
+}
+
+/// Routes `signals` into a pipe (self-pipe trick) and returns its read end;
+/// each signal arrives as one byte holding its number. Daemon processes only.
+pub fn signal_pipe(signals: &[i32]) -> io::Result<std::io::PipeReader> {
+    let (reader, writer) = std::io::pipe()?;
+    use std::os::fd::{AsRawFd, IntoRawFd};
+    let fd = writer.into_raw_fd();
+    // SAFETY: fd is the pipe's write end, kept open for the process's life;
+    // sigaction installs an async-signal-safe handler.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        SIGNAL_PIPE.store(fd, std::sync::atomic::Ordering::Relaxed);
+        for &sig in signals {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = note_signal as *const () as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+    let _ = reader.as_raw_fd();
+    Ok(reader)
+}
+
+const MAX_LISTENERS: usize = 64;
+const PATH_MAX_BYTES: usize = 108;
+
+/// Listening sockets kept open by Apache's parent across configuration
+/// generations (so a graceful restart never closes the queue clients connect
+/// to). Plain data in the process pool: nothing there calls back into this
+/// module, which Apache unloads on every restart.
+#[repr(C)]
+struct ListenerTable {
+    entries: [ListenerEntry; MAX_LISTENERS],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ListenerEntry {
+    fd: i32,
+    /// Generation that last used it.
+    generation: i32,
+    path: [u8; PATH_MAX_BYTES],
+}
+
+fn listener_table(server: Server<'_>) -> Option<&'static mut ListenerTable> {
+    const KEY: &std::ffi::CStr = c"wsgi_rs_listeners";
+    // SAFETY: the process pool lives as long as the Apache parent; the table is
+    // allocated once, zeroed (fd 0 marks a free entry since 0 is stdin), and only
+    // touched by the single-threaded parent and, read-only, by forked children.
+    unsafe {
+        let process = (*server.raw()).process;
+        if process.is_null() {
+            return None;
+        }
+        let pool = (*process).pool;
+        let mut data: *mut std::ffi::c_void = std::ptr::null_mut();
+        ffi::apr_pool_userdata_get(&mut data, KEY.as_ptr(), pool);
+        if data.is_null() {
+            let size = std::mem::size_of::<ListenerTable>();
+            data = ffi::apr_palloc(pool, size as ffi::apr_size_t);
+            std::ptr::write_bytes(data as *mut u8, 0, size);
+            ffi::apr_pool_userdata_set(data, KEY.as_ptr(), None, pool);
+        }
+        Some(&mut *(data as *mut ListenerTable))
+    }
+}
+
+fn path_bytes(path: &str) -> Option<[u8; PATH_MAX_BYTES]> {
+    let bytes = path.as_bytes();
+    if bytes.len() >= PATH_MAX_BYTES {
+        return None;
+    }
+    let mut out = [0u8; PATH_MAX_BYTES];
+    out[..bytes.len()].copy_from_slice(bytes);
+    Some(out)
+}
+
+/// The descriptor of the persistent listener at `path`, creating it with `create` if needed.
+pub fn persistent_listener(
+    server: Server<'_>,
+    path: &str,
+    generation: i32,
+    create: impl FnOnce() -> io::Result<UnixListener>,
+) -> io::Result<i32> {
+    use std::os::fd::IntoRawFd;
+    let table = listener_table(server).ok_or_else(|| io::Error::other("no process pool"))?;
+    let key = path_bytes(path).ok_or_else(|| io::Error::other(format!("socket path too long: {path}")))?;
+    if let Some(entry) = table.entries.iter_mut().find(|e| e.fd > 0 && e.path == key) {
+        entry.generation = generation;
+        return Ok(entry.fd);
+    }
+    let slot = table
+        .entries
+        .iter_mut()
+        .find(|e| e.fd <= 0)
+        .ok_or_else(|| io::Error::other("too many daemon process groups"))?;
+    let fd = create()?.into_raw_fd();
+    *slot = ListenerEntry {
+        fd,
+        generation,
+        path: key,
+    };
+    Ok(fd)
+}
+
+/// Closes (and unlinks) persistent listeners no group of `generation` uses.
+pub fn retire_listeners(server: Server<'_>, generation: i32) {
+    let Some(table) = listener_table(server) else { return };
+    for entry in table
+        .entries
+        .iter_mut()
+        .filter(|e| e.fd > 0 && e.generation != generation)
+    {
+        close_fd(entry.fd);
+        let end = entry.path.iter().position(|b| *b == 0).unwrap_or(PATH_MAX_BYTES);
+        let _ = std::fs::remove_file(String::from_utf8_lossy(&entry.path[..end]).as_ref());
+        entry.fd = 0;
+    }
+}
+
+/// Every persistent listener descriptor (for processes that must close them).
+pub fn listener_fds(server: Server<'_>) -> Vec<i32> {
+    listener_table(server).map_or_else(Vec::new, |t| {
+        t.entries.iter().filter(|e| e.fd > 0).map(|e| e.fd).collect()
+    })
+}
+
+/// The configuration generation Apache is in.
+pub fn generation() -> i32 {
+    let mut generation = 0;
+    // SAFETY: writes one int.
+    unsafe { ffi::ap_mpm_query(ffi::AP_MPMQ_GENERATION as i32, &mut generation) };
+    generation
+}
+
+/// True in the preflight pass of startup, when nothing should be started.
+pub fn is_preflight() -> bool {
+    // SAFETY: always callable.
+    unsafe { ffi::ap_state_query(ffi::AP_SQ_MAIN_STATE as i32) == ffi::AP_SQ_MS_CREATE_PRE_CONFIG as i32 }
+}
+
+/// The request/connection timeout (`Timeout`) of a server.
+pub fn server_timeout(server: Server<'_>) -> std::time::Duration {
+    // SAFETY: plain field read; apr_interval_time_t is microseconds.
+    std::time::Duration::from_micros(unsafe { (*server.raw()).timeout }.max(0) as u64)
+}

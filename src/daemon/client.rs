@@ -1,0 +1,255 @@
+//! An Apache child forwarding one request to its daemon process group, and
+//! mapping failures to statuses: cannot connect → 503; no response head in
+//! time → 504; daemon gone or broken before the head → 502; after the head
+//! → a truncated response. Every failure is logged with group, pid and cause.
+
+use super::channel::Channel;
+use super::protocol::{
+    Abort, AbortCode, ClientSession, Frame, FrameType, Hello, LogLevel, ProtocolError, RequestHead, ResponseHead,
+};
+use crate::apache::{HandlerOutcome, Request};
+use crate::log::Level;
+use std::io::ErrorKind;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+/// What the Apache child knows about the request it forwards.
+pub struct Forward<'a> {
+    pub group: &'a crate::config::DaemonGroup,
+    pub socket_path: &'a str,
+    pub script: &'a str,
+    pub application_group: &'a str,
+    pub request_handler: &'a str,
+    pub script_reloading: bool,
+    pub pass_authorization: bool,
+    /// Used when the group sets no socket-timeout (Apache's `Timeout`).
+    pub default_timeout: Duration,
+    pub generation: u64,
+}
+
+const BODY_CHUNK: usize = 64 * 1024;
+
+fn connect(r: &Request<'_>, f: &Forward<'_>) -> Result<UnixStream, HandlerOutcome> {
+    let deadline = Instant::now() + f.group.connect_timeout;
+    loop {
+        match UnixStream::connect(f.socket_path) {
+            Ok(stream) => return Ok(stream),
+            Err(e)
+                if matches!(e.kind(), ErrorKind::ConnectionRefused | ErrorKind::WouldBlock)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(125));
+            }
+            Err(e) => {
+                r.log(
+                    Level::Error,
+                    &format!(
+                        "Unable to connect to WSGI daemon process group '{}' on '{}': {e} (status 503)",
+                        f.group.name, f.socket_path
+                    ),
+                );
+                return Err(HandlerOutcome::Status(503));
+            }
+        }
+    }
+}
+
+fn level(l: LogLevel) -> Level {
+    match l {
+        LogLevel::Emerg | LogLevel::Alert | LogLevel::Crit | LogLevel::Err => Level::Error,
+        LogLevel::Warning => Level::Warning,
+        LogLevel::Notice | LogLevel::Info => Level::Info,
+        LogLevel::Debug => Level::Debug,
+    }
+}
+
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| b as char).collect()
+}
+
+/// Forwards the request (its body already set up) and relays the response.
+pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
+    let stream = match connect(r, f) {
+        Ok(s) => s,
+        Err(outcome) => return outcome,
+    };
+    let timeout = f
+        .group
+        .socket_timeout
+        .unwrap_or(f.default_timeout)
+        .max(Duration::from_secs(1));
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    let mut ch = Channel::new(stream, ClientSession::new());
+    let mut pid = 0;
+    let result = exchange(r, f, &mut ch, &mut pid);
+    match result {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let started = ch.session.response_started();
+            let who = format!("WSGI daemon process {pid} of group '{}'", f.group.name);
+            if started {
+                r.log(
+                    Level::Error,
+                    &format!("{who} failed after the response started: {e}; response truncated"),
+                );
+                r.abort();
+                HandlerOutcome::Done
+            } else if e.is_timeout() {
+                r.log(
+                    Level::Error,
+                    &format!("{who} sent no response within {timeout:?} (socket-timeout): status 504"),
+                );
+                HandlerOutcome::Status(504)
+            } else if matches!(e, ProtocolError::ResponseHeadTooLarge { .. }) {
+                r.log(
+                    Level::Error,
+                    &format!("{who} sent a response head that is too large: {e} (status 502)"),
+                );
+                HandlerOutcome::Status(502)
+            } else {
+                r.log(
+                    Level::Error,
+                    &format!("{who} closed or broke the connection before the response: {e} (status 502)"),
+                );
+                HandlerOutcome::Status(502)
+            }
+        }
+    }
+}
+
+fn exchange(
+    r: &Request<'_>,
+    f: &Forward<'_>,
+    ch: &mut Channel<ClientSession>,
+    pid: &mut u32,
+) -> Result<HandlerOutcome, ProtocolError> {
+    ch.send(&Frame::Hello(Hello {
+        generation: f.generation,
+        token: Vec::new(),
+    }))?;
+    match ch.recv()? {
+        Some(Frame::HelloAck(ack)) => *pid = ack.pid,
+        Some(Frame::Reject(reject)) => {
+            r.log(
+                Level::Error,
+                &format!(
+                    "WSGI daemon process group '{}' refused the connection: {} ({})",
+                    f.group.name, reject.message, reject.code
+                ),
+            );
+            return Ok(HandlerOutcome::Status(503));
+        }
+        _ => return Err(ProtocolError::UnexpectedEof(super::protocol::EofPhase::BeforeReady)),
+    }
+    let mut environ = Vec::new();
+    r.for_each_cgi_var(f.pass_authorization, |k, v| environ.push((k.to_vec(), v.to_vec())));
+    let head = RequestHead {
+        content_length: r.header_in("Content-Length").and_then(|v| v.trim().parse().ok()),
+        script: f.script.as_bytes().to_vec(),
+        application_group: f.application_group.as_bytes().to_vec(),
+        extra: vec![
+            (b"request_handler".to_vec(), f.request_handler.as_bytes().to_vec()),
+            (
+                b"script_reloading".to_vec(),
+                if f.script_reloading {
+                    b"1".to_vec()
+                } else {
+                    b"0".to_vec()
+                },
+            ),
+        ],
+        environ,
+    };
+    ch.send(&Frame::RequestHead(head))?;
+    let mut body = vec![0u8; BODY_CHUNK];
+    loop {
+        let Some(frame) = ch.recv()? else {
+            return Err(ProtocolError::UnexpectedEof(
+                super::protocol::EofPhase::BeforeResponseHead,
+            ));
+        };
+        match frame {
+            Frame::Ready => {}
+            Frame::Reject(reject) => {
+                r.log(
+                    Level::Error,
+                    &format!(
+                        "WSGI daemon process {pid} of group '{}' refused the request: {} (status 503)",
+                        f.group.name, reject.message
+                    ),
+                );
+                return Ok(HandlerOutcome::Status(503));
+            }
+            Frame::Credit(_) => send_body(r, ch, &mut body)?,
+            Frame::ResponseHead(ResponseHead {
+                status,
+                reason,
+                headers,
+            }) => {
+                let status_line = format!("{status} {}", latin1(&reason));
+                let headers: Vec<(String, String)> = headers.iter().map(|(n, v)| (latin1(n), latin1(v))).collect();
+                r.set_response_head(status, &status_line, &headers);
+            }
+            Frame::ResponseBody(data) if r.write(&data, true).is_err() => {
+                r.log(
+                    Level::Debug,
+                    "client closed the connection; abandoning the daemon response",
+                );
+                let _ = ch.send(&Frame::Abort(Abort {
+                    code: AbortCode::CLIENT_GONE,
+                    message: "client went away".into(),
+                }));
+                return Ok(HandlerOutcome::Done);
+            }
+            Frame::Log(log) => r.log(level(log.level), &log.message),
+            Frame::ResponseEnd => {
+                if !ch.session.body_ended() {
+                    ch.send(&Frame::BodyEnd)?;
+                }
+                return Ok(HandlerOutcome::Done);
+            }
+            Frame::Abort(abort) => {
+                if ch.session.response_started() {
+                    r.log(
+                        Level::Error,
+                        &format!("WSGI daemon process {pid}: response aborted: {}", abort.message),
+                    );
+                    r.abort();
+                    return Ok(HandlerOutcome::Done);
+                }
+                if abort.code == AbortCode::APP_ERROR {
+                    return Ok(HandlerOutcome::Status(500));
+                }
+                r.log(
+                    Level::Error,
+                    &format!(
+                        "WSGI daemon process {pid} of group '{}' aborted the request: {} (status 502)",
+                        f.group.name, abort.message
+                    ),
+                );
+                return Ok(HandlerOutcome::Status(502));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Sends request body up to the granted credit (BODY_END at the end of the body).
+fn send_body(r: &Request<'_>, ch: &mut Channel<ClientSession>, buf: &mut [u8]) -> Result<(), ProtocolError> {
+    while ch.session.credit() > 0 && !ch.session.body_ended() {
+        let want = buf.len().min(ch.session.credit() as usize);
+        match r.read_body(&mut buf[..want]) {
+            Ok(0) => ch.send(&Frame::BodyEnd)?,
+            Ok(n) => ch.send_data(FrameType::Body, &buf[..n])?,
+            Err(e) => {
+                let _ = ch.send(&Frame::Abort(Abort {
+                    code: AbortCode::CLIENT_GONE,
+                    message: e.to_string(),
+                }));
+                return Err(ProtocolError::Io(e));
+            }
+        }
+    }
+    Ok(())
+}

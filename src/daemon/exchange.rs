@@ -1,0 +1,202 @@
+//! The daemon side of one request: a WSGI `Transport` over the connection,
+//! so the PEP 3333 adapter runs exactly as in embedded mode.
+
+use super::channel::Channel;
+use super::protocol::{Abort, AbortCode, DaemonSession, Frame, FrameType, Log, LogLevel, RequestHead, ResponseHead};
+use crate::apache::process::read_at;
+use crate::log::Level;
+use crate::wsgi::Transport;
+use std::cell::{Cell, RefCell};
+use std::io;
+
+const CREDIT: u32 = 256 * 1024;
+const FILE_CHUNK: usize = 256 * 1024;
+
+pub struct DaemonExchange<'c> {
+    channel: RefCell<&'c mut Channel<DaemonSession>>,
+    head: &'c RequestHead,
+    /// Body bytes received but not yet read by the app.
+    pending: RefCell<Vec<u8>>,
+    body_done: Cell<bool>,
+    /// The connection failed; nothing more can be sent.
+    broken: Cell<bool>,
+}
+
+fn io_error(e: super::protocol::ProtocolError) -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string())
+}
+
+impl<'c> DaemonExchange<'c> {
+    pub fn new(channel: &'c mut Channel<DaemonSession>, head: &'c RequestHead) -> Self {
+        DaemonExchange {
+            channel: RefCell::new(channel),
+            head,
+            pending: RefCell::new(Vec::new()),
+            body_done: Cell::new(false),
+            broken: Cell::new(false),
+        }
+    }
+
+    fn send(&self, frame: &Frame) -> io::Result<()> {
+        if self.broken.get() {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection to Apache lost",
+            ));
+        }
+        let result = self.channel.borrow_mut().send(frame).map_err(io_error);
+        if result.is_err() {
+            self.broken.set(true);
+        }
+        result
+    }
+
+    fn send_data(&self, data: &[u8]) -> io::Result<()> {
+        if self.broken.get() {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection to Apache lost",
+            ));
+        }
+        let result = self
+            .channel
+            .borrow_mut()
+            .send_data(FrameType::ResponseBody, data)
+            .map_err(io_error);
+        if result.is_err() {
+            self.broken.set(true);
+        }
+        result
+    }
+
+    /// Ends a request that failed before its response started (the client answers 500).
+    pub fn fail(&self, abort: Abort) {
+        let _ = self.send(&Frame::Abort(abort));
+        self.broken.set(true);
+    }
+
+    /// Ends the exchange with RESPONSE_END (unless it was aborted), then waits
+    /// for the client's BODY_END so the connection is idle again. False if it
+    /// cannot carry another request.
+    pub fn finish(&self) -> bool {
+        if self.broken.get() || self.send(&Frame::ResponseEnd).is_err() {
+            return false;
+        }
+        while !self.body_done.get() {
+            match self.channel.borrow_mut().recv() {
+                Ok(Some(Frame::BodyEnd)) => self.body_done.set(true),
+                Ok(Some(_)) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+impl Transport for DaemonExchange<'_> {
+    fn cgi_vars(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
+        for (k, v) in &self.head.environ {
+            f(k, v);
+        }
+    }
+
+    fn read_body(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            {
+                let mut pending = self.pending.borrow_mut();
+                if !pending.is_empty() {
+                    let n = buf.len().min(pending.len());
+                    buf[..n].copy_from_slice(&pending[..n]);
+                    pending.drain(..n);
+                    return Ok(n);
+                }
+            }
+            if self.body_done.get() {
+                return Ok(0);
+            }
+            let need_credit = self.channel.borrow().session.outstanding_credit() == 0;
+            if need_credit {
+                self.send(&Frame::Credit(CREDIT))?;
+            }
+            let frame = self.channel.borrow_mut().recv().map_err(io_error)?;
+            match frame {
+                Some(Frame::Body(data)) => self.pending.borrow_mut().extend_from_slice(&data),
+                Some(Frame::BodyEnd) => self.body_done.set(true),
+                Some(Frame::Abort(a)) => {
+                    self.broken.set(true);
+                    return Err(io::Error::new(io::ErrorKind::ConnectionAborted, a.message));
+                }
+                Some(_) => {}
+                None => {
+                    self.broken.set(true);
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "Apache closed the connection",
+                    ));
+                }
+            }
+        }
+    }
+
+    fn send_head(&self, status: u16, status_line: &str, headers: &[(String, String)]) {
+        let reason = status_line.get(4..).unwrap_or_default();
+        let head = ResponseHead {
+            status,
+            reason: reason.as_bytes().to_vec(),
+            headers: headers.iter().map(|(n, v)| (latin1(n), latin1(v))).collect(),
+        };
+        let _ = self.send(&Frame::ResponseHead(head));
+    }
+
+    fn send_body(&self, data: &[u8], _flush: bool) -> io::Result<()> {
+        self.send_data(data)
+    }
+
+    fn send_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<()> {
+        let mut buf = vec![0u8; FILE_CHUNK.min(len as usize).max(1)];
+        let (mut at, end) = (offset, offset + len);
+        while at < end {
+            let want = buf.len().min((end - at) as usize);
+            let n = read_at(fd, &mut buf[..want], at)?;
+            if n == 0 {
+                break;
+            }
+            self.send_data(&buf[..n])?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+
+    fn is_head(&self) -> bool {
+        self.head
+            .environ
+            .iter()
+            .any(|(k, v)| k == b"REQUEST_METHOD" && v == b"HEAD")
+    }
+
+    fn abort(&self) {
+        let _ = self.send(&Frame::Abort(Abort {
+            code: AbortCode::APP_ERROR,
+            message: "the application failed after the response started".into(),
+        }));
+        self.broken.set(true);
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        let level = match level {
+            Level::Error => LogLevel::Err,
+            Level::Warning => LogLevel::Warning,
+            Level::Info => LogLevel::Info,
+            Level::Debug => LogLevel::Debug,
+        };
+        let _ = self.send(&Frame::Log(Log {
+            level,
+            message: message.to_string(),
+        }));
+    }
+}
+
+/// Header text as the latin-1 bytes it stands for (validated to be latin-1 already).
+fn latin1(text: &str) -> Vec<u8> {
+    text.chars().map(|c| c as u32 as u8).collect()
+}

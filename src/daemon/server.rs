@@ -1,0 +1,348 @@
+//! A daemon process: forked by Apache's parent, it takes its identity,
+//! starts Python, and serves connections on its group's socket with
+//! `threads=` request threads, until the generation ends (drain), a signal
+//! stops it, or `maximum-requests=` / `inactivity-timeout=` recycle it.
+
+use super::channel::Channel;
+use super::exchange::DaemonExchange;
+use super::protocol::{
+    Abort, AbortCode, DaemonSession, Frame, HelloAck, Reject, RejectCode, RequestHead, PROTOCOL_VERSION,
+};
+use super::supervisor::{self, DaemonPlan};
+use crate::apache::process::{self, wait_readable};
+use crate::apache::{self, Server};
+use crate::config::PythonHome;
+use crate::log::Level;
+use crate::python;
+use crate::wsgi::{self, EnvironInfo, Outcome, ScriptCall};
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long in-flight requests get when Apache stops or restarts hard: it
+/// sends SIGKILL (and logs AH00045) to anything still alive after 3 s.
+const STOP_GRACE: Duration = Duration::from_millis(2000);
+
+struct Shared {
+    plan: Arc<DaemonPlan>,
+    listener: UnixListener,
+    /// Set when the daemon stops taking new connections.
+    stopping: AtomicBool,
+    /// Connections being served.
+    active: AtomicUsize,
+    requests: AtomicU64,
+    last_activity_ms: AtomicU64,
+    started: Instant,
+    /// Read end of a pipe written to (never read) to wake request threads.
+    wake_fd: i32,
+    recycle_fd: i32,
+}
+
+fn log(message: &str, level: Level) {
+    apache::log_main(level, message);
+}
+
+/// Runs the daemon; never returns.
+pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>) -> ! {
+    let group = &plan.group;
+    let pid = std::process::id();
+    if let Err(e) = process::enter_daemon(main, &group.title(), &plan.identity, group.home.as_deref(), group.umask) {
+        log(
+            &format!("WSGI daemon process {pid} of group '{}': {e}", group.name),
+            Level::Error,
+        );
+        process::exit_now(1);
+    }
+    // Keep only our own listener and generation pipe.
+    process::close_fd(supervisor::generation_write_fd());
+    for fd in process::listener_fds(main) {
+        if fd != plan.listener_fd {
+            process::close_fd(fd);
+        }
+    }
+    let signals =
+        match process::signal_pipe(&[libc_signal::TERM, libc_signal::INT, libc_signal::HUP, libc_signal::USR1]) {
+            Ok(p) => p,
+            Err(e) => {
+                log(
+                    &format!("WSGI daemon process {pid}: cannot set up signals: {e}"),
+                    Level::Error,
+                );
+                process::exit_now(1);
+            }
+        };
+    let (program_name, home) = match group
+        .python_home
+        .as_deref()
+        .map(|h| crate::config::check_python_home(h, crate::config::PYTHON_VERSION))
+    {
+        Some(Ok(PythonHome::Venv { program })) => (program, None),
+        Some(Ok(PythonHome::Prefix { home })) => ("/usr/bin/python3".to_string(), Some(home)),
+        Some(Err(e)) => {
+            log(
+                &format!("WSGI daemon process group '{}': {e}", group.name),
+                Level::Error,
+            );
+            process::exit_now(1);
+        }
+        None => ("/usr/bin/python3".to_string(), None),
+    };
+    let mut python_path = main.config().python_path.clone();
+    python_path.extend(group.python_path.iter().cloned());
+    let options = python::Options {
+        program_name: &program_name,
+        home: home.as_deref(),
+        python_path,
+        server_log: apache::log_main,
+    };
+    if let Err(e) = python::initialize(&options) {
+        log(
+            &format!(
+                "WSGI daemon process {pid} of group '{}': cannot initialise Python: {e}",
+                group.name
+            ),
+            Level::Error,
+        );
+        process::exit_now(1);
+    }
+    let (wake_read, wake_write) = std::io::pipe().unwrap_or_else(|_| process::exit_now(1));
+    let (recycle_read, recycle_write) = std::io::pipe().unwrap_or_else(|_| process::exit_now(1));
+    let shared = Arc::new(Shared {
+        plan: Arc::clone(plan),
+        listener: process::listener_from_fd(plan.listener_fd),
+        stopping: AtomicBool::new(false),
+        active: AtomicUsize::new(0),
+        requests: AtomicU64::new(0),
+        last_activity_ms: AtomicU64::new(0),
+        started: Instant::now(),
+        wake_fd: wake_read.as_raw_fd(),
+        recycle_fd: recycle_write.as_raw_fd(),
+    });
+    if let Err(e) = shared.listener.set_nonblocking(true) {
+        log(
+            &format!("WSGI daemon process {pid}: cannot use the listening socket: {e}"),
+            Level::Error,
+        );
+        process::exit_now(1);
+    }
+    for i in 0..group.threads {
+        let shared = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new()
+            .name(format!("wsgi-rs-req-{i}"))
+            .spawn(move || request_thread(&shared));
+        if let Err(e) = spawned {
+            log(
+                &format!("WSGI daemon process {pid}: cannot start request thread: {e}"),
+                Level::Error,
+            );
+        }
+    }
+    let grace = control_loop(&shared, &signals, recycle_read.as_raw_fd());
+    shared.stopping.store(true, Ordering::Release);
+    drop(wake_write); // wakes every request thread's poll
+    let deadline = Instant::now() + grace;
+    while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if shared.active.load(Ordering::Acquire) > 0 {
+        log(
+            &format!(
+                "WSGI daemon process {pid} of group '{}': exiting with requests still running",
+                group.name
+            ),
+            Level::Warning,
+        );
+        process::exit_now(0);
+    }
+    python::finalize(Duration::from_millis(1000));
+    process::exit_now(0)
+}
+
+mod libc_signal {
+    pub const TERM: i32 = 15;
+    pub const INT: i32 = 2;
+    pub const HUP: i32 = 1;
+    pub const USR1: i32 = 10;
+}
+
+/// Waits for a reason to stop; returns how long in-flight requests may take.
+fn control_loop(shared: &Shared, signals: &std::io::PipeReader, recycle_fd: i32) -> Duration {
+    let group = &shared.plan.group;
+    let fds = [shared.plan.generation_fd, signals.as_raw_fd(), recycle_fd];
+    loop {
+        let ready = wait_readable(&fds, 1000);
+        if ready[0] {
+            // The generation ended (restart or parent gone): drain.
+            return group.graceful_timeout;
+        }
+        if ready[1] {
+            let mut byte = [0u8; 1];
+            let _ = (&*signals).read(&mut byte);
+            return if byte[0] as i32 == libc_signal::USR1 {
+                group.graceful_timeout
+            } else {
+                STOP_GRACE.min(group.shutdown_timeout)
+            };
+        }
+        if ready[2] {
+            return group.graceful_timeout;
+        }
+        if let Some(idle) = group.inactivity_timeout {
+            let last = Duration::from_millis(shared.last_activity_ms.load(Ordering::Relaxed));
+            if shared.active.load(Ordering::Acquire) == 0 && shared.started.elapsed().saturating_sub(last) >= idle {
+                log(
+                    &format!(
+                        "WSGI daemon process {} of group '{}' idle for {idle:?}; recycling",
+                        std::process::id(),
+                        group.name
+                    ),
+                    Level::Info,
+                );
+                return group.graceful_timeout;
+            }
+        }
+    }
+}
+
+fn request_thread(shared: &Shared) {
+    let listen_fd = shared.listener.as_raw_fd();
+    loop {
+        let ready = wait_readable(&[listen_fd, shared.wake_fd], 1000);
+        if shared.stopping.load(Ordering::Acquire) || ready[1] {
+            return;
+        }
+        if !ready[0] {
+            continue;
+        }
+        // The listener is non-blocking: several threads (and processes) may race for one connection.
+        let stream = match shared.listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                log(
+                    &format!("WSGI daemon process {}: accept failed: {e}", std::process::id()),
+                    Level::Warning,
+                );
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        shared.active.fetch_add(1, Ordering::AcqRel);
+        serve_connection(shared, stream);
+        shared
+            .last_activity_ms
+            .store(shared.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        shared.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn serve_connection(shared: &Shared, stream: UnixStream) {
+    let plan = &shared.plan;
+    let pid = std::process::id();
+    if stream.set_nonblocking(false).is_err() {
+        return;
+    }
+    match process::peer_uid(&stream) {
+        Ok(uid) if uid == plan.client_uid || uid == 0 => {}
+        Ok(uid) => {
+            log(
+                &format!("WSGI daemon process {pid}: refused a connection from uid {uid}"),
+                Level::Warning,
+            );
+            return;
+        }
+        Err(_) => return,
+    }
+    let mut channel = Channel::new(stream, DaemonSession::new());
+    match channel.recv() {
+        Ok(Some(Frame::Hello(_))) => {}
+        Err(super::protocol::ProtocolError::UnsupportedVersion(v)) => {
+            let _ = channel.send(&Frame::Reject(Reject {
+                code: RejectCode::UNSUPPORTED_VERSION,
+                message: format!("protocol version {v} is not supported; this daemon speaks {PROTOCOL_VERSION}"),
+            }));
+            return;
+        }
+        _ => return,
+    }
+    let ack = HelloAck {
+        pid,
+        generation: plan.generation as u64,
+    };
+    if channel.send(&Frame::HelloAck(ack)).is_err() {
+        return;
+    }
+    loop {
+        let head = match channel.recv() {
+            Ok(Some(Frame::RequestHead(head))) => head,
+            _ => return,
+        };
+        if shared.stopping.load(Ordering::Acquire) {
+            let _ = channel.send(&Frame::Reject(Reject {
+                code: RejectCode::SHUTTING_DOWN,
+                message: "daemon process is stopping".into(),
+            }));
+            return;
+        }
+        if channel.send(&Frame::Ready).is_err() {
+            return;
+        }
+        let reusable = handle_request(shared, &mut channel, &head);
+        let served = shared.requests.fetch_add(1, Ordering::AcqRel) + 1;
+        if plan.group.maximum_requests > 0 && served == plan.group.maximum_requests {
+            log(
+                &format!(
+                    "WSGI daemon process {pid} of group '{}' reached maximum-requests={served}; recycling",
+                    plan.group.name
+                ),
+                Level::Info,
+            );
+            process::close_fd(shared.recycle_fd);
+        }
+        if !reusable || shared.stopping.load(Ordering::Acquire) {
+            return;
+        }
+    }
+}
+
+fn extra<'h>(head: &'h RequestHead, key: &[u8]) -> Option<&'h [u8]> {
+    head.extra.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
+}
+
+/// Runs one request; true if the connection can carry another.
+fn handle_request(shared: &Shared, channel: &mut Channel<DaemonSession>, head: &RequestHead) -> bool {
+    let group = &shared.plan.group;
+    let script = String::from_utf8_lossy(&head.script).into_owned();
+    let application_group = String::from_utf8_lossy(&head.application_group).into_owned();
+    let request_handler = String::from_utf8_lossy(extra(head, b"request_handler").unwrap_or_default()).into_owned();
+    let module_name = format!("_mod_wsgi_{}", apache::md5_hex(&script));
+    let call = ScriptCall {
+        info: EnvironInfo {
+            process_group: &group.name,
+            application_group: &application_group,
+            handler_script: &script,
+            request_handler: &request_handler,
+            script_reloading: extra(head, b"script_reloading") != Some(b"0"),
+            multithread: group.threads > 1,
+            multiprocess: group.processes > 1 || group.processes_given,
+            apache_version: wsgi::parse_version(
+                apache::server_description().strip_prefix("Apache/").unwrap_or_default(),
+            ),
+        },
+        module_name: &module_name,
+    };
+    let exchange = DaemonExchange::new(channel, head);
+    match wsgi::run_script(&call, &exchange) {
+        Outcome::Responded => exchange.finish(),
+        Outcome::Failed => {
+            exchange.fail(Abort {
+                code: AbortCode::APP_ERROR,
+                message: "the application failed before the response started".into(),
+            });
+            false
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Apache's parent side of daemon mode: one listening socket per group (kept
+//! open across restarts, so clients never meet a closed queue), `processes=`
+//! daemons forked per group, each replaced when it dies.
+//!
+//! Generations: the parent makes a pipe per configuration generation and
+//! keeps only its write end, owned by the generation's pool. When Apache
+//! restarts, the pool is cleared, the write end closes, and that
+//! generation's daemons see end-of-file: they stop accepting and finish what
+//! they are serving while the new generation's daemons take the queue over.
+
+use super::server;
+use crate::apache::process::{self, Identity};
+use crate::apache::{Pool, Server};
+use crate::config::DaemonGroup;
+use crate::log::Level;
+use std::os::fd::{AsRawFd, IntoRawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+/// Everything a daemon process needs, decided in the parent.
+pub struct DaemonPlan {
+    pub group: Arc<DaemonGroup>,
+    pub socket_path: String,
+    pub listener_fd: i32,
+    /// Who the daemon runs as.
+    pub identity: Identity,
+    /// Apache's children's user: the only peer (besides root) a daemon serves.
+    pub client_uid: u32,
+    pub generation: i32,
+    /// Read end of this generation's pipe: end-of-file means "drain and exit".
+    pub generation_fd: i32,
+}
+
+/// This generation's pipe write end, which every forked process but the parent must close.
+static GENERATION_WRITE_FD: AtomicI32 = AtomicI32::new(-1);
+
+pub fn generation_write_fd() -> i32 {
+    GENERATION_WRITE_FD.load(Ordering::Relaxed)
+}
+
+/// Where a group's socket lives: `WSGISocketPrefix` (or `<runtime dir>/wsgi-rs`) + `.<group>.sock`.
+pub fn socket_path(main: Server<'_>, pool: Pool<'_>, group: &str) -> String {
+    let prefix = main
+        .config()
+        .socket_prefix
+        .clone()
+        .unwrap_or_else(|| process::runtime_dir_path(pool, "wsgi-rs"));
+    format!("{prefix}.{group}.sock")
+}
+
+fn identity_for(group: &DaemonGroup) -> Result<Identity, String> {
+    let mut identity = match &group.user {
+        Some(user) => process::resolve_user(user)?,
+        None => process::apache_identity(),
+    };
+    if let Some(name) = &group.group {
+        identity.gid = process::resolve_group(name)?;
+    }
+    if identity.uid == 0 {
+        return Err("daemon processes must not run as root; set user= or Apache's User".into());
+    }
+    Ok(identity)
+}
+
+/// Starts every configured group's daemons (the real start-up pass only).
+pub fn start(main: Server<'_>, pool: Pool<'_>) {
+    if process::is_preflight() {
+        return;
+    }
+    let generation = process::generation();
+    let groups: Vec<Arc<DaemonGroup>> = main
+        .iter()
+        .flat_map(|s| s.config().daemon_groups.iter().map(|d| Arc::clone(&d.group)))
+        .collect();
+    if groups.is_empty() {
+        process::retire_listeners(main, generation);
+        return;
+    }
+    let (reader, writer) = match std::io::pipe() {
+        Ok(pair) => pair,
+        Err(e) => {
+            main.log(Level::Error, &format!("cannot create the daemon generation pipe: {e}"));
+            return;
+        }
+    };
+    GENERATION_WRITE_FD.store(writer.as_raw_fd(), Ordering::Relaxed);
+    pool.own(writer);
+    let generation_fd = reader.into_raw_fd();
+    let client = process::apache_identity();
+    for group in groups {
+        let socket_path = socket_path(main, pool, &group.name);
+        let identity = match identity_for(&group) {
+            Ok(i) => i,
+            Err(e) => {
+                main.log(
+                    Level::Error,
+                    &format!("WSGI daemon process group '{}': {e}", group.name),
+                );
+                continue;
+            }
+        };
+        let listener_fd = match process::persistent_listener(main, &socket_path, generation, || {
+            process::bind_listener(&socket_path, group.listen_backlog, &client)
+        }) {
+            Ok(fd) => fd,
+            Err(e) => {
+                main.log(
+                    Level::Error,
+                    &format!(
+                        "WSGI daemon process group '{}': cannot listen on '{socket_path}': {e}",
+                        group.name
+                    ),
+                );
+                continue;
+            }
+        };
+        let plan = Arc::new(DaemonPlan {
+            group: Arc::clone(&group),
+            socket_path,
+            listener_fd,
+            identity,
+            client_uid: client.uid,
+            generation,
+            generation_fd,
+        });
+        for _ in 0..group.processes {
+            spawn(main, pool, Arc::clone(&plan));
+        }
+    }
+    process::retire_listeners(main, generation);
+}
+
+fn spawn(main: Server<'_>, pool: Pool<'_>, plan: Arc<DaemonPlan>) {
+    match process::fork() {
+        Ok(None) => server::run(main, &plan),
+        Ok(Some(pid)) => {
+            main.log(
+                Level::Info,
+                &format!(
+                    "started WSGI daemon process {pid} of group '{}' on {}",
+                    plan.group.name, plan.socket_path
+                ),
+            );
+            process::watch_child(
+                main,
+                pool,
+                pid,
+                Box::new(move |main, pool, pid, status| {
+                    let stopping = process::mpm_is_stopping();
+                    main.log(
+                        if stopping { Level::Info } else { Level::Warning },
+                        &format!(
+                            "WSGI daemon process {pid} of group '{}' exited (status {status}){}",
+                            plan.group.name,
+                            if stopping { "" } else { "; starting a replacement" }
+                        ),
+                    );
+                    if !stopping {
+                        spawn(main, pool, Arc::clone(&plan));
+                    }
+                }),
+            );
+        }
+        Err(e) => main.log(
+            Level::Error,
+            &format!("cannot fork a WSGI daemon process for group '{}': {e}", plan.group.name),
+        ),
+    }
+}
