@@ -45,7 +45,14 @@ impl Request<'_> {
 
 /// Logs to the main server's error log; for code with no request or server at hand.
 pub fn log_main(level: Level, text: &str) {
-    let lvl = aplog_level(level);
-    // SAFETY: a NULL server_rec makes ap_log_error use the main server's log.
-    unsafe { ffi::wsgi_rs_log_server(std::ptr::null(), lvl, 0, message(text).as_ptr()) };
+    // SAFETY: ap_server_conf is the main server once configured (NULL before:
+    // Apache then logs to stderr, keeping only warnings and above).
+    let main = unsafe { ffi::ap_server_conf };
+    if main.is_null() {
+        // SAFETY: a NULL server_rec is allowed by ap_log_error.
+        unsafe { ffi::wsgi_rs_log_server(std::ptr::null(), aplog_level(level), 0, message(text).as_ptr()) };
+    } else {
+        // SAFETY: main is a valid server_rec.
+        unsafe { Server::from_raw(main) }.log(level, text);
+    }
 }

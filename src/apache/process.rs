@@ -284,10 +284,19 @@ unsafe fn set_title(server: Server<'_>, title: &str) {
     if process.is_null() || (*process).argv.is_null() || (*process).argc < 1 {
         return;
     }
+    // The command line's strings lie in one block that the environment's
+    // strings follow. Apache's argv array may list fewer of them (the MPM drops
+    // `-k start`), so the block's end comes from where the environment begins.
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
     let argv = (*process).argv as *mut *mut libc::c_char;
     let start = *argv;
-    let last = *argv.add((*process).argc as usize - 1);
-    let end = last.add(libc::strlen(last));
+    let mut end = start.add(libc::strlen(start));
+    let env_start = if environ.is_null() { std::ptr::null() } else { *environ };
+    if !env_start.is_null() && env_start as usize > end as usize && (env_start as usize) < start as usize + 4096 {
+        end = (env_start as *mut libc::c_char).sub(1);
+    }
     let space = end.offset_from(start) as usize;
     let bytes = title.as_bytes();
     let n = bytes.len().min(space);

@@ -118,18 +118,23 @@ pub fn setup_interpreter(gil: Gil<'_>) -> Result<NativeTypes, String> {
         sys.setattr("stdout", &stdout)?;
         sys.setattr("stderr", &stderr)?;
         gil.import("threading")?;
-        for dir in PYTHON_PATH.get().map(Vec::as_slice).unwrap_or_default() {
-            add_site_dir_first(gil, &sys, dir)?;
-        }
+        add_site_dirs_first(gil, &sys, PYTHON_PATH.get().map(Vec::as_slice).unwrap_or_default())?;
         Ok(types)
     })();
     result.map_err(|raised| PyException::from_raised(gil, raised).format())
 }
 
-/// `site.addsitedir(dir)`, with the entries it added moved to the front of `sys.path`.
-fn add_site_dir_first(gil: Gil<'_>, sys: &super::object::Obj<'_>, dir: &str) -> PyResult<()> {
+/// `site.addsitedir(dir)` for each of `dirs`, with the entries added moved,
+/// in order, to the front of `sys.path`.
+fn add_site_dirs_first(gil: Gil<'_>, sys: &super::object::Obj<'_>, dirs: &[String]) -> PyResult<()> {
+    if dirs.is_empty() {
+        return Ok(());
+    }
     let before = sys.getattr("path")?.sequence_len();
-    gil.import("site")?.call_method("addsitedir", &[&gil.str(dir)?])?;
+    let site = gil.import("site")?;
+    for dir in dirs {
+        site.call_method("addsitedir", &[&gil.str(dir)?])?;
+    }
     let path = sys.getattr("path")?;
     let reordered = gil.list()?;
     let len = path.sequence_len();
