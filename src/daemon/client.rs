@@ -73,10 +73,13 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
         Ok(s) => s,
         Err(outcome) => return outcome,
     };
+    // How long the daemon may stay silent: socket-timeout (default Apache's
+    // Timeout), shortened by request-timeout when that is set.
+    let silence = f.group.socket_timeout.unwrap_or(f.default_timeout);
     let timeout = f
         .group
-        .socket_timeout
-        .unwrap_or(f.default_timeout)
+        .request_timeout
+        .map_or(silence, |r| r.min(silence))
         .max(Duration::from_secs(1));
     let _ = stream.set_read_timeout(Some(timeout));
     let _ = stream.set_write_timeout(Some(timeout));
@@ -98,7 +101,7 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
             } else if e.is_timeout() {
                 r.log(
                     Level::Error,
-                    &format!("{who} sent no response within {timeout:?} (socket-timeout): status 504"),
+                    &format!("{who} sent nothing for {timeout:?} (socket-timeout/request-timeout): status 504"),
                 );
                 HandlerOutcome::Status(504)
             } else if matches!(e, ProtocolError::ResponseHeadTooLarge { .. }) {
