@@ -3,6 +3,7 @@ clean (no AH00045/AH00046 kills, no "Fatal Python error"), and the server
 serves again afterwards."""
 
 import json
+import re
 import threading
 import time
 
@@ -204,3 +205,30 @@ def test_graceful_with_request_in_flight_completes_it(apache_factory, mpm):
     t = a.stop()
     assert t < STOP_LIMIT
     harness.assert_clean_log(a.error_log())
+
+
+def test_module_image_reloaded_for_every_generation(apache_factory):
+    """Apache unloads and reloads the DSO at each restart; the module's
+    post_config counter (static in the image) must therefore say #1 in every
+    generation, so a rebuilt .so is picked up by a graceful restart."""
+    a = apache_factory(mpm="event", log_level="info wsgi_rs:debug")
+    a.copy_app("info.py", "g.py")
+    a.copy_app("info.py", "n.py")
+    a.copy_app("threads.py")
+    a.copy_app("threads.py", "threadsg.py")
+    a.copy_app("daemon_thread.py")
+    a.copy_app("daemon_thread.py", "daemon_threadg.py")
+    a.start(CONFIG)
+    warm(a, concurrency=2)
+    for _ in range(3):
+        a.graceful()
+        warm(a, concurrency=2)
+    a.restart()
+    warm(a, concurrency=2)
+    a.stop()
+    log = a.error_log()
+    calls = re.findall(r"post_config call #(\d+) in this image of the module", log)
+    assert len(calls) >= 5, log[-3000:]  # start + 3 gracefuls + restart
+    assert set(calls) == {"1"}, "the module image was not reloaded:\n" + "\n".join(
+        line for line in log.splitlines() if "post_config call" in line)
+    harness.assert_clean_log(log)

@@ -176,15 +176,23 @@ impl<'a> Request<'a> {
         // SAFETY: valid request; every string handed over is a request-pool copy.
         unsafe {
             (*self.raw).status = status as i32;
-            (*self.raw).status_line = pool.strdup(status_line);
+            (*self.raw).status_line = pool.strdup_latin1(status_line);
             for (name, value) in headers {
                 if name.eq_ignore_ascii_case("content-type") {
-                    ffi::ap_set_content_type(self.raw, pool.strdup(value));
+                    ffi::ap_set_content_type(self.raw, pool.strdup_latin1(value));
                 } else if name.eq_ignore_ascii_case("www-authenticate") {
                     // Kept on error responses too, which headers_out is not.
-                    ffi::apr_table_add((*self.raw).err_headers_out, pool.strdup(name), pool.strdup(value));
+                    ffi::apr_table_add(
+                        (*self.raw).err_headers_out,
+                        pool.strdup_latin1(name),
+                        pool.strdup_latin1(value),
+                    );
                 } else {
-                    ffi::apr_table_add((*self.raw).headers_out, pool.strdup(name), pool.strdup(value));
+                    ffi::apr_table_add(
+                        (*self.raw).headers_out,
+                        pool.strdup_latin1(name),
+                        pool.strdup_latin1(value),
+                    );
                 }
             }
         }
