@@ -2,9 +2,14 @@
 //! side's session state machine, checked on every frame in and out.
 
 use super::protocol::{
-    read_frame, write_data_frame, write_frame, ClientSession, DaemonSession, Decoder, Frame, FrameType, ProtocolError,
+    encode_data_header, read_frame, ClientSession, DaemonSession, Decoder, Frame, FrameType, ProtocolError,
 };
+use std::io::Write;
 use std::os::unix::net::UnixStream;
+
+/// Frames are collected and written together: at `flush`, before every
+/// read, and when this much is waiting.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 /// The session rules of one side of the conversation.
 pub trait Side {
@@ -39,6 +44,7 @@ pub struct Channel<S: Side> {
     pub stream: UnixStream,
     pub session: S,
     decoder: Decoder,
+    out: Vec<u8>,
 }
 
 impl<S: Side> Channel<S> {
@@ -47,22 +53,51 @@ impl<S: Side> Channel<S> {
             stream,
             session,
             decoder: Decoder::new(),
+            out: Vec::with_capacity(WRITE_BUFFER),
         }
     }
 
+    /// Queues a frame (written at the next flush or read).
     pub fn send(&mut self, frame: &Frame) -> Result<(), ProtocolError> {
         self.session.on_send(frame)?;
-        write_frame(&mut self.stream, frame)
+        frame.encode(&mut self.out)?;
+        self.flush_if_full()
     }
 
-    /// Sends BODY / RESPONSE_BODY straight from `data`.
+    /// Queues BODY / RESPONSE_BODY data; large data is written straight from `data`.
     pub fn send_data(&mut self, kind: FrameType, data: &[u8]) -> Result<(), ProtocolError> {
         self.session.on_send_data(kind, data.len())?;
-        write_data_frame(&mut self.stream, kind, data)
+        self.out.extend_from_slice(&encode_data_header(kind, data.len())?);
+        if self.out.len() + data.len() <= WRITE_BUFFER {
+            self.out.extend_from_slice(data);
+            return self.flush_if_full();
+        }
+        self.flush()?;
+        self.stream.write_all(data)?;
+        Ok(())
     }
 
-    /// The next frame; `Ok(None)` when the peer closed at a point the session allows.
+    fn flush_if_full(&mut self) -> Result<(), ProtocolError> {
+        if self.out.len() >= WRITE_BUFFER {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is queued.
+    pub fn flush(&mut self) -> Result<(), ProtocolError> {
+        if !self.out.is_empty() {
+            let result = self.stream.write_all(&self.out);
+            self.out.clear();
+            result?;
+        }
+        Ok(())
+    }
+
+    /// The next frame (after writing what is queued); `Ok(None)` when the
+    /// peer closed at a point the session allows.
     pub fn recv(&mut self) -> Result<Option<Frame>, ProtocolError> {
+        self.flush()?;
         match read_frame(&mut self.stream, &mut self.decoder)? {
             Some(frame) => {
                 self.session.on_recv(&frame)?;

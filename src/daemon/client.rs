@@ -209,6 +209,7 @@ fn exchange(
             Frame::ResponseEnd => {
                 if !ch.session.body_ended() {
                     ch.send(&Frame::BodyEnd)?;
+                    ch.flush()?;
                 }
                 return Ok(HandlerOutcome::Done);
             }

@@ -51,6 +51,14 @@ impl<'c> DaemonExchange<'c> {
         result
     }
 
+    fn flush(&self) -> io::Result<()> {
+        let result = self.channel.borrow_mut().flush().map_err(io_error);
+        if result.is_err() {
+            self.broken.set(true);
+        }
+        result
+    }
+
     fn send_data(&self, data: &[u8]) -> io::Result<()> {
         if self.broken.get() {
             return Err(io::Error::new(
@@ -72,6 +80,7 @@ impl<'c> DaemonExchange<'c> {
     /// Ends a request that failed before its response started (the client answers 500).
     pub fn fail(&self, abort: Abort) {
         let _ = self.send(&Frame::Abort(abort));
+        let _ = self.flush();
         self.broken.set(true);
     }
 
@@ -79,7 +88,7 @@ impl<'c> DaemonExchange<'c> {
     /// for the client's BODY_END so the connection is idle again. False if it
     /// cannot carry another request.
     pub fn finish(&self) -> bool {
-        if self.broken.get() || self.send(&Frame::ResponseEnd).is_err() {
+        if self.broken.get() || self.send(&Frame::ResponseEnd).is_err() || self.flush().is_err() {
             return false;
         }
         while !self.body_done.get() {
@@ -148,8 +157,12 @@ impl Transport for DaemonExchange<'_> {
         let _ = self.send(&Frame::ResponseHead(head));
     }
 
-    fn send_body(&self, data: &[u8], _flush: bool) -> io::Result<()> {
-        self.send_data(data)
+    fn send_body(&self, data: &[u8], flush: bool) -> io::Result<()> {
+        self.send_data(data)?;
+        if flush {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     fn send_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<()> {
@@ -179,6 +192,7 @@ impl Transport for DaemonExchange<'_> {
             code: AbortCode::APP_ERROR,
             message: "the application failed after the response started".into(),
         }));
+        let _ = self.flush();
         self.broken.set(true);
     }
 

@@ -264,6 +264,7 @@ fn serve_connection(shared: &Shared, stream: UnixStream) {
                 code: RejectCode::UNSUPPORTED_VERSION,
                 message: format!("protocol version {v} is not supported; this daemon speaks {PROTOCOL_VERSION}"),
             }));
+            let _ = channel.flush();
             return;
         }
         _ => return,
@@ -285,9 +286,11 @@ fn serve_connection(shared: &Shared, stream: UnixStream) {
                 code: RejectCode::SHUTTING_DOWN,
                 message: "daemon process is stopping".into(),
             }));
+            let _ = channel.flush();
             return;
         }
-        if channel.send(&Frame::Ready).is_err() {
+        // READY must be out before the app runs: it tells the client the request can no longer be retried.
+        if channel.send(&Frame::Ready).and_then(|()| channel.flush()).is_err() {
             return;
         }
         let reusable = handle_request(shared, &mut channel, &head);

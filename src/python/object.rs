@@ -49,6 +49,12 @@ impl ErrorKind {
     }
 }
 
+/// Why `Gil::bytes_filled` produced nothing.
+pub enum FillError {
+    Raised(Raised),
+    Io(std::io::Error),
+}
+
 /// A strong reference, released on drop.
 pub struct Obj<'py> {
     ptr: NonNull<ffi::PyObject>,
@@ -375,6 +381,44 @@ impl<'py> Gil<'py> {
                 ffi::PyBytes_FromStringAndSize(b.as_ptr() as *const c_char, b.len() as ffi::Py_ssize_t),
             )
         }
+    }
+
+    /// A new `bytes` of at most `len` bytes written in place by `fill`, which
+    /// runs with the GIL released (the object is not visible to any other
+    /// thread yet) and returns how many bytes it wrote.
+    pub fn bytes_filled(
+        self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
+    ) -> Result<Obj<'py>, FillError> {
+        extern "C" {
+            fn _PyBytes_Resize(bytes: *mut *mut ffi::PyObject, newsize: ffi::Py_ssize_t) -> std::os::raw::c_int;
+        }
+        // SAFETY: attached; a NULL source makes an uninitialised bytes object of `len`.
+        let obj = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as ffi::Py_ssize_t) };
+        if obj.is_null() {
+            return Err(FillError::Raised(Raised));
+        }
+        // SAFETY: the buffer belongs to the new, unshared object for `len` bytes.
+        let buf = unsafe { std::slice::from_raw_parts_mut(ffi::PyBytes_AsString(obj) as *mut u8, len) };
+        let filled = super::interpreter::allow_threads(self, || fill(buf));
+        let mut obj = obj;
+        match filled {
+            Ok(n) if n == len => {}
+            // SAFETY: obj is ours alone (refcount 1); on failure it is freed and set to NULL.
+            Ok(n) => unsafe {
+                if _PyBytes_Resize(&mut obj, n.min(len) as ffi::Py_ssize_t) < 0 {
+                    return Err(FillError::Raised(Raised));
+                }
+            },
+            Err(e) => {
+                // SAFETY: drops our only reference.
+                unsafe { ffi::Py_DECREF(obj) };
+                return Err(FillError::Io(e));
+            }
+        }
+        // SAFETY: obj is a new reference.
+        unsafe { Obj::from_owned(self, obj) }.map_err(FillError::Raised)
     }
 
     pub fn int(self, v: i64) -> PyResult<Obj<'py>> {

@@ -1,15 +1,19 @@
 //! `wsgi.input`: the request body, read on demand with the GIL released.
 
 use super::Transport;
-use crate::python::{allow_threads, Gil, InputTarget, Obj, PyResult};
+use crate::python::{allow_threads, FillError, Gil, InputTarget, Obj, PyResult};
 use std::cell::{Cell, RefCell};
 
 const CHUNK: usize = 64 * 1024;
+/// read(n) up to this size reads straight into the result (a larger n may be far beyond the body).
+const DIRECT_MAX: usize = 1024 * 1024;
 
 pub struct BodyReader<'t> {
     transport: &'t dyn Transport,
     /// Bytes read from the client but not yet handed to the app.
     pending: RefCell<Vec<u8>>,
+    /// Where reads land before joining `pending` (allocated once per request).
+    scratch: RefCell<Vec<u8>>,
     eof: Cell<bool>,
 }
 
@@ -18,23 +22,61 @@ impl<'t> BodyReader<'t> {
         BodyReader {
             transport,
             pending: RefCell::new(Vec::new()),
+            scratch: RefCell::new(Vec::new()),
             eof: Cell::new(false),
         }
     }
 
-    /// Reads one more chunk into `pending`; false at the end of the body.
-    fn fill(&self, gil: Gil<'_>, want: usize) -> std::io::Result<bool> {
+    /// Reads until `pending` holds `want` bytes or the body ends (with
+    /// `first_only`, stops after the first read that returns data), with the
+    /// GIL released once for the whole loop (not per socket read: reacquiring
+    /// it under contention is what costs). False if nothing more could be read.
+    fn fill(&self, gil: Gil<'_>, want: usize, first_only: bool) -> std::io::Result<bool> {
         if self.eof.get() {
             return Ok(false);
         }
-        let mut buf = vec![0u8; want.clamp(1, CHUNK)];
-        let n = allow_threads(gil, || self.transport.read_body(&mut buf))?;
-        if n == 0 {
-            self.eof.set(true);
-            return Ok(false);
+        let mut scratch = self.scratch.borrow_mut();
+        if scratch.is_empty() {
+            scratch.resize(CHUNK, 0);
         }
-        self.pending.borrow_mut().extend_from_slice(&buf[..n]);
-        Ok(true)
+        let mut pending = self.pending.borrow_mut();
+        let start = pending.len();
+        allow_threads(gil, || {
+            while pending.len() < want {
+                let room = (want - pending.len()).min(CHUNK);
+                let n = self.transport.read_body(&mut scratch[..room])?;
+                if n == 0 {
+                    self.eof.set(true);
+                    break;
+                }
+                pending.extend_from_slice(&scratch[..n]);
+                if first_only {
+                    break;
+                }
+            }
+            Ok(pending.len() > start)
+        })
+    }
+
+    /// read(n) with nothing buffered: the body goes straight into the new bytes object.
+    fn read_direct<'py>(&self, gil: Gil<'py>, n: usize) -> PyResult<Obj<'py>> {
+        let filled = gil.bytes_filled(n, |buf| {
+            let mut at = 0;
+            while at < buf.len() {
+                let got = self.transport.read_body(&mut buf[at..])?;
+                if got == 0 {
+                    self.eof.set(true);
+                    break;
+                }
+                at += got;
+            }
+            Ok(at)
+        });
+        match filled {
+            Ok(bytes) => Ok(bytes),
+            Err(FillError::Raised(raised)) => Err(raised),
+            Err(FillError::Io(e)) => Err(gil.raise_io(&e)),
+        }
     }
 
     fn take<'py>(&self, gil: Gil<'py>, n: usize) -> PyResult<Obj<'py>> {
@@ -48,14 +90,14 @@ impl<'t> BodyReader<'t> {
 
 impl InputTarget for BodyReader<'_> {
     fn read<'py>(&self, gil: Gil<'py>, size: Option<usize>) -> PyResult<Obj<'py>> {
-        let want = size.unwrap_or(usize::MAX);
-        while self.pending.borrow().len() < want {
-            let missing = want - self.pending.borrow().len();
-            match self.fill(gil, missing) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => return Err(gil.raise_io(&e)),
+        if let Some(n) = size.filter(|n| (1..=DIRECT_MAX).contains(n)) {
+            if self.pending.borrow().is_empty() && !self.eof.get() {
+                return self.read_direct(gil, n);
             }
+        }
+        let want = size.unwrap_or(usize::MAX);
+        if let Err(e) = self.fill(gil, want, false) {
+            return Err(gil.raise_io(&e));
         }
         self.take(gil, want)
     }
@@ -81,7 +123,7 @@ impl InputTarget for BodyReader<'_> {
                 return self.take(gil, limit);
             }
             scanned = len;
-            match self.fill(gil, 8192) {
+            match self.fill(gil, len + 8192, true) {
                 Ok(true) => {}
                 Ok(false) => return self.take(gil, len),
                 Err(e) => return Err(gil.raise_io(&e)),
