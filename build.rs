@@ -74,9 +74,9 @@ fn main() {
         .allowlist_function("apr_(pstrdup|pstrmemdup|palloc|pcalloc|pool_cleanup_register|pool_cleanup_null|table_get|table_set|table_setn|table_add|table_addn|table_elts|table_unset|table_make|brigade_create|brigade_cleanup|brigade_destroy|bucket_transient_create|bucket_heap_create|bucket_eos_create|bucket_flush_create|bucket_pool_create|bucket_immortal_create|bucket_file_create|brigade_insert_file|file_open|os_file_put|brigade_write|brigade_puts|strerror|pool_userdata_get|pool_userdata_set|pcalloc|stat|time_now|md5|md5_init|md5_update|md5_final)")
         .allowlist_function("wsgi_rs_.*")
         .allowlist_var("ap_top_module|ap_server_conf|ap_unixd_config")
-        .allowlist_function("ap_(close_listeners|register_extra_mpm_process|unregister_extra_mpm_process|runtime_dir_relative)")
+        .allowlist_function("ap_(unixd_mpm_get_retained_data|close_listeners|register_extra_mpm_process|unregister_extra_mpm_process|runtime_dir_relative)")
         .allowlist_function("apr_proc_other_child_(register|unregister)")
-        .allowlist_type("process_rec|unixd_config_rec|apr_proc_t")
+        .allowlist_type("process_rec|unixd_config_rec|apr_proc_t|ap_unixd_mpm_retained_data")
         .allowlist_var("APR_FOPEN_.*|APR_FINFO_.*|MODULE_MAGIC_.*|OK|DECLINED|DONE|HTTP_.*|APLOG_.*|AP_MPMQ_.*|AP_SQ_.*|REQUEST_.*|M_.*|APR_SUCCESS|APR_EOF|APR_FINFO_.*|OR_.*|RSRC_CONF|ACCESS_CONF|AP_REQ_.*|APR_MD5_DIGESTSIZE|AP_FILTER_ERROR|APR_OC_REASON_.*")
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()));
     for dir in &include_dirs {

@@ -85,6 +85,30 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// True once Apache's parent is exiting (after `-k stop`), not for restarts.
+pub fn apache_is_exiting() -> bool {
+    // SAFETY: always callable.
+    unsafe { ffi::ap_state_query(ffi::AP_SQ_MAIN_STATE as i32) == ffi::AP_SQ_MS_EXITING as i32 }
+}
+
+/// While the configuration is torn down for a restart: true for `-k graceful`,
+/// false for `-k restart` (the MPM records which in its retained data).
+pub fn restart_is_graceful() -> bool {
+    // SAFETY: the unix MPMs' retained data lives in the parent for its whole life.
+    unsafe {
+        let retained = ffi::ap_unixd_mpm_get_retained_data();
+        !retained.is_null() && (*retained).was_graceful != 0
+    }
+}
+
+/// Sends SIGTERM to our own children (not yet reaped, so their pids are still theirs).
+pub fn terminate_children(pids: &[i32]) {
+    for &pid in pids {
+        // SAFETY: signalling our own unreaped child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+}
+
 pub fn mpm_is_stopping() -> bool {
     let mut state = 0;
     // SAFETY: writes one int.
@@ -108,8 +132,6 @@ unsafe extern "C" fn child_maintenance(reason: i32, data: *mut std::ffi::c_void,
     let watched = &*(data as *const Watched);
     if reason == ffi::APR_OC_REASON_DEATH as i32 || reason == ffi::APR_OC_REASON_LOST as i32 {
         ffi::apr_proc_other_child_unregister(data);
-        let mut generation = 0;
-        ffi::ap_unregister_extra_mpm_process(watched.process.pid, &mut generation);
         let (server, pool) = (Server::from_raw(watched.server), Pool::from_raw(watched.pool));
         let pid = watched.process.pid;
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -118,13 +140,12 @@ unsafe extern "C" fn child_maintenance(reason: i32, data: *mut std::ffi::c_void,
     }
 }
 
-/// Has Apache's parent supervise `pid`: `on_death` runs in the parent when it
-/// dies during this configuration generation; afterwards (restarts) Apache
-/// reaps it quietly and waits for it at shutdown.
+/// Has Apache's parent tell us when child `pid` dies during the life of
+/// `pool` (one configuration generation): the MPM reaps unknown children and
+/// passes them to registered "other child" watchers; `on_death` runs then.
+/// (Not `ap_register_extra_mpm_process`: prefork's bookkeeping for those
+/// indexes its scoreboard with -1, and event logs AH00546 for them.)
 pub fn watch_child(server: Server<'_>, pool: Pool<'_>, pid: i32, on_death: OnDeath) {
-    let mut generation = 0;
-    // SAFETY: writes one int.
-    unsafe { ffi::ap_mpm_query(ffi::AP_MPMQ_GENERATION as i32, &mut generation) };
     // SAFETY: apr_proc_t is plain data.
     let mut process: ffi::apr_proc_t = unsafe { std::mem::zeroed() };
     process.pid = pid;
@@ -137,7 +158,6 @@ pub fn watch_child(server: Server<'_>, pool: Pool<'_>, pid: i32, on_death: OnDea
     // SAFETY: `watched` lives in `pool`, whose cleanup also unregisters it (the
     // registration's cleanup is added after, so it runs first).
     unsafe {
-        ffi::ap_register_extra_mpm_process(pid, generation as _);
         ffi::apr_proc_other_child_register(
             &mut (*watched).process,
             Some(child_maintenance),
@@ -404,27 +424,139 @@ struct ListenerEntry {
     path: [u8; PATH_MAX_BYTES],
 }
 
-fn listener_table(server: Server<'_>) -> Option<&'static mut ListenerTable> {
-    const KEY: &std::ffi::CStr = c"wsgi_rs_listeners";
-    // SAFETY: the process pool lives as long as the Apache parent; the table is
-    // allocated once, zeroed (fd 0 marks a free entry since 0 is stdin), and only
-    // touched by the single-threaded parent and, read-only, by forked children.
-    unsafe {
-        let process = (*server.raw()).process;
-        if process.is_null() {
-            return None;
-        }
-        let pool = (*process).pool;
-        let mut data: *mut std::ffi::c_void = std::ptr::null_mut();
-        ffi::apr_pool_userdata_get(&mut data, KEY.as_ptr(), pool);
-        if data.is_null() {
-            let size = std::mem::size_of::<ListenerTable>();
-            data = ffi::apr_palloc(pool, size as ffi::apr_size_t);
-            std::ptr::write_bytes(data as *mut u8, 0, size);
-            ffi::apr_pool_userdata_set(data, KEY.as_ptr(), None, pool);
-        }
-        Some(&mut *(data as *mut ListenerTable))
+/// A zero-initialised plain-data table of type `T` in the process pool under
+/// `key`, made on first use. Such tables outlive configuration generations.
+///
+/// # Safety
+/// `T` must be plain data valid when all-zero, and `key` used for `T` only.
+unsafe fn process_table<T>(server: Server<'_>, key: &std::ffi::CStr) -> Option<&'static mut T> {
+    // SAFETY (caller + here): the process pool lives as long as the Apache parent;
+    // tables are only changed by the single-threaded parent and read by forked children.
+    let process = (*server.raw()).process;
+    if process.is_null() {
+        return None;
     }
+    let pool = (*process).pool;
+    let mut data: *mut std::ffi::c_void = std::ptr::null_mut();
+    ffi::apr_pool_userdata_get(&mut data, key.as_ptr(), pool);
+    if data.is_null() {
+        let size = std::mem::size_of::<T>();
+        data = ffi::apr_palloc(pool, size as ffi::apr_size_t);
+        std::ptr::write_bytes(data as *mut u8, 0, size);
+        ffi::apr_pool_userdata_set(data, key.as_ptr(), None, pool);
+    }
+    Some(&mut *(data as *mut T))
+}
+
+fn listener_table(server: Server<'_>) -> Option<&'static mut ListenerTable> {
+    // SAFETY: ListenerTable is plain data; fd 0 marks a free entry (0 is stdin).
+    unsafe { process_table(server, c"wsgi_rs_listeners") }
+}
+
+const MAX_DAEMONS: usize = 1024;
+const GROUP_NAME_BYTES: usize = 64;
+
+/// Daemon processes Apache's parent forked and has not seen exit, across
+/// generations, so a new generation can watch (and reap quietly) the
+/// daemons of the old one while they finish their requests.
+#[repr(C)]
+struct DaemonTable {
+    entries: [DaemonEntry; MAX_DAEMONS],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DaemonEntry {
+    /// 0 marks a free entry.
+    pid: i32,
+    generation: i32,
+    group: [u8; GROUP_NAME_BYTES],
+}
+
+fn daemon_table(server: Server<'_>) -> Option<&'static mut DaemonTable> {
+    // SAFETY: DaemonTable is plain data; pid 0 marks a free entry.
+    unsafe { process_table(server, c"wsgi_rs_daemons") }
+}
+
+/// A daemon recorded by `record_daemon`.
+pub struct DaemonRecord {
+    pub pid: i32,
+    pub generation: i32,
+    pub group: String,
+}
+
+pub fn record_daemon(server: Server<'_>, pid: i32, generation: i32, group: &str) {
+    let Some(table) = daemon_table(server) else { return };
+    if let Some(slot) = table.entries.iter_mut().find(|e| e.pid == 0) {
+        let mut name = [0u8; GROUP_NAME_BYTES];
+        let bytes = &group.as_bytes()[..group.len().min(GROUP_NAME_BYTES - 1)];
+        name[..bytes.len()].copy_from_slice(bytes);
+        *slot = DaemonEntry {
+            pid,
+            generation,
+            group: name,
+        };
+    }
+}
+
+pub fn forget_daemon(server: Server<'_>, pid: i32) {
+    if let Some(table) = daemon_table(server) {
+        table
+            .entries
+            .iter_mut()
+            .filter(|e| e.pid == pid)
+            .for_each(|e| e.pid = 0);
+    }
+}
+
+pub fn recorded_daemons(server: Server<'_>) -> Vec<DaemonRecord> {
+    let Some(table) = daemon_table(server) else {
+        return Vec::new();
+    };
+    table
+        .entries
+        .iter()
+        .filter(|e| e.pid > 0)
+        .map(|e| {
+            let end = e.group.iter().position(|b| *b == 0).unwrap_or(GROUP_NAME_BYTES);
+            DaemonRecord {
+                pid: e.pid,
+                generation: e.generation,
+                group: String::from_utf8_lossy(&e.group[..end]).into_owned(),
+            }
+        })
+        .collect()
+}
+
+/// At shutdown: SIGTERM the given children (our own, not yet reaped, so
+/// their pids cannot have been reused), wait up to `budget` for them, then
+/// SIGKILL what is left. Returns the pids that had to be killed.
+pub fn stop_children(pids: &[i32], budget: std::time::Duration) -> Vec<i32> {
+    let mut left: Vec<i32> = pids.to_vec();
+    // SAFETY: signalling and reaping our own unreaped children.
+    unsafe {
+        for &pid in &left {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + budget;
+        loop {
+            left.retain(|&pid| {
+                let mut status = 0;
+                let r = libc::waitpid(pid, &mut status, libc::WNOHANG);
+                r == 0
+            });
+            if left.is_empty() || std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        for &pid in &left {
+            libc::kill(pid, libc::SIGKILL);
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+        }
+    }
+    left
 }
 
 fn path_bytes(path: &str) -> Option<[u8; PATH_MAX_BYTES]> {
@@ -448,8 +580,13 @@ pub fn persistent_listener(
     let table = listener_table(server).ok_or_else(|| io::Error::other("no process pool"))?;
     let key = path_bytes(path).ok_or_else(|| io::Error::other(format!("socket path too long: {path}")))?;
     if let Some(entry) = table.entries.iter_mut().find(|e| e.fd > 0 && e.path == key) {
-        entry.generation = generation;
-        return Ok(entry.fd);
+        if socket_file_matches(path, entry.fd) {
+            entry.generation = generation;
+            return Ok(entry.fd);
+        }
+        // The socket file was removed or replaced: start over with a new one.
+        close_fd(entry.fd);
+        entry.fd = 0;
     }
     let slot = table
         .entries
@@ -463,6 +600,19 @@ pub fn persistent_listener(
         path: key,
     };
     Ok(fd)
+}
+
+/// True if `path` is still the socket that `fd` listens on.
+fn socket_file_matches(path: &str, fd: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    // SAFETY: fstat writes one stat struct for an open descriptor.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut st) == 0 && st.st_ino == meta.ino() && st.st_dev == meta.dev()
+    }
 }
 
 /// Closes (and unlinks) persistent listeners no group of `generation` uses.

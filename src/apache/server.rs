@@ -34,6 +34,19 @@ impl<'a> Server<'a> {
         })
     }
 
+    /// This server's and its virtual hosts' configs, each once: a virtual host
+    /// without any of our directives shares the main server's config object.
+    pub fn distinct_configs(self) -> Vec<(Server<'a>, &'a ServerConfig)> {
+        let mut out: Vec<(Server<'a>, &'a ServerConfig)> = Vec::new();
+        for server in self.iter() {
+            let config = server.config();
+            if !out.iter().any(|(_, c)| std::ptr::eq(*c, config)) {
+                out.push((server, config));
+            }
+        }
+        out
+    }
+
     pub fn config(&self) -> &'a ServerConfig {
         // SAFETY: create/merge_server_config stored a pool-owned ServerConfig for our module.
         unsafe { &*(ffi::wsgi_rs_server_config(self.raw) as *const ServerConfig) }

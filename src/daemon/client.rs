@@ -5,12 +5,15 @@
 
 use super::channel::Channel;
 use super::protocol::{
-    Abort, AbortCode, ClientSession, Frame, FrameType, Hello, LogLevel, ProtocolError, RequestHead, ResponseHead,
+    Abort, AbortCode, ClientSession, Frame, FrameType, Hello, LogLevel, ProtocolError, Reject, RequestHead,
+    ResponseHead,
 };
 use crate::apache::{HandlerOutcome, Request};
 use crate::log::Level;
+use parking_lot::Mutex;
 use std::io::ErrorKind;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// What the Apache child knows about the request it forwards.
@@ -28,6 +31,36 @@ pub struct Forward<'a> {
 }
 
 const BODY_CHUNK: usize = 64 * 1024;
+
+/// Connections to daemons that requests of this Apache child are waiting on,
+/// so an ungraceful stop can cut them instead of waiting for the app.
+static IN_FLIGHT: Mutex<Vec<(u64, UnixStream)>> = Mutex::new(Vec::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Removes its connection from `IN_FLIGHT` when the request is done.
+struct InFlight(u64);
+
+impl InFlight {
+    fn register(stream: &UnixStream) -> Option<InFlight> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        IN_FLIGHT.lock().push((id, stream.try_clone().ok()?));
+        Some(InFlight(id))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.lock().retain(|(id, _)| *id != self.0);
+    }
+}
+
+/// Called when this Apache child is told to stop at once: every request
+/// still waiting for a daemon ends now (502, or truncated if it started).
+pub fn cut_in_flight() {
+    for (_, stream) in IN_FLIGHT.lock().iter() {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+}
 
 fn connect(r: &Request<'_>, f: &Forward<'_>) -> Result<UnixStream, HandlerOutcome> {
     let deadline = Instant::now() + f.group.connect_timeout;
@@ -67,12 +100,12 @@ fn latin1(bytes: &[u8]) -> String {
     bytes.iter().map(|&b| b as char).collect()
 }
 
+/// Why an attempt ended before the daemon accepted the request (READY): the
+/// app has not seen it, so another connection (another process) may take it.
+const RETRY_LIMIT: u32 = 4;
+
 /// Forwards the request (its body already set up) and relays the response.
 pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
-    let stream = match connect(r, f) {
-        Ok(s) => s,
-        Err(outcome) => return outcome,
-    };
     // How long the daemon may stay silent: socket-timeout (default Apache's
     // Timeout), shortened by request-timeout when that is set.
     let silence = f.group.socket_timeout.unwrap_or(f.default_timeout);
@@ -81,44 +114,77 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
         .request_timeout
         .map_or(silence, |r| r.min(silence))
         .max(Duration::from_secs(1));
-    let _ = stream.set_read_timeout(Some(timeout));
-    let _ = stream.set_write_timeout(Some(timeout));
-    let mut ch = Channel::new(stream, ClientSession::new());
-    let mut pid = 0;
-    let result = exchange(r, f, &mut ch, &mut pid);
-    match result {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            let started = ch.session.response_started();
-            let who = format!("WSGI daemon process {pid} of group '{}'", f.group.name);
-            if started {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let stream = match connect(r, f) {
+            Ok(s) => s,
+            Err(outcome) => return outcome,
+        };
+        let _ = stream.set_read_timeout(Some(timeout));
+        let _ = stream.set_write_timeout(Some(timeout));
+        let _in_flight = InFlight::register(&stream);
+        let mut ch = Channel::new(stream, ClientSession::new());
+        let mut pid = 0;
+        let result = exchange(r, f, &mut ch, &mut pid);
+        let who = format!("WSGI daemon process {pid} of group '{}'", f.group.name);
+        let e = match result {
+            Ok(Attempt::Done(outcome)) => return outcome,
+            Ok(Attempt::Refused(why)) if attempt < RETRY_LIMIT => {
                 r.log(
-                    Level::Error,
-                    &format!("{who} failed after the response started: {e}; response truncated"),
+                    Level::Debug,
+                    &format!("{who} refused the request ({why}); trying again"),
                 );
-                r.abort();
-                HandlerOutcome::Done
-            } else if e.is_timeout() {
-                r.log(
-                    Level::Error,
-                    &format!("{who} sent nothing for {timeout:?} (socket-timeout/request-timeout): status 504"),
-                );
-                HandlerOutcome::Status(504)
-            } else if matches!(e, ProtocolError::ResponseHeadTooLarge { .. }) {
-                r.log(
-                    Level::Error,
-                    &format!("{who} sent a response head that is too large: {e} (status 502)"),
-                );
-                HandlerOutcome::Status(502)
-            } else {
-                r.log(
-                    Level::Error,
-                    &format!("{who} closed or broke the connection before the response: {e} (status 502)"),
-                );
-                HandlerOutcome::Status(502)
+                continue;
             }
-        }
+            Ok(Attempt::Refused(why)) => {
+                r.log(Level::Error, &format!("{who} refused the request: {why} (status 503)"));
+                return HandlerOutcome::Status(503);
+            }
+            // Before READY the app has not seen the request: a daemon that went away
+            // (exiting, recycling) is no reason to fail it.
+            Err(e) if !ch.session.request_started() && !e.is_timeout() && attempt < RETRY_LIMIT => {
+                r.log(
+                    Level::Debug,
+                    &format!("{who} closed the connection before accepting the request; trying again"),
+                );
+                continue;
+            }
+            Err(e) => e,
+        };
+        return if ch.session.response_started() {
+            r.log(
+                Level::Error,
+                &format!("{who} failed after the response started: {e}; response truncated"),
+            );
+            r.abort();
+            HandlerOutcome::Done
+        } else if e.is_timeout() {
+            r.log(
+                Level::Error,
+                &format!("{who} sent nothing for {timeout:?} (socket-timeout/request-timeout): status 504"),
+            );
+            HandlerOutcome::Status(504)
+        } else if matches!(e, ProtocolError::ResponseHeadTooLarge { .. }) {
+            r.log(
+                Level::Error,
+                &format!("{who} sent a response head that is too large: {e} (status 502)"),
+            );
+            HandlerOutcome::Status(502)
+        } else {
+            r.log(
+                Level::Error,
+                &format!("{who} closed or broke the connection before the response: {e} (status 502)"),
+            );
+            HandlerOutcome::Status(502)
+        };
     }
+}
+
+enum Attempt {
+    Done(HandlerOutcome),
+    /// REJECT before READY with a code that allows another try.
+    Refused(String),
 }
 
 fn exchange(
@@ -126,23 +192,14 @@ fn exchange(
     f: &Forward<'_>,
     ch: &mut Channel<ClientSession>,
     pid: &mut u32,
-) -> Result<HandlerOutcome, ProtocolError> {
+) -> Result<Attempt, ProtocolError> {
     ch.send(&Frame::Hello(Hello {
         generation: f.generation,
         token: Vec::new(),
     }))?;
     match ch.recv()? {
         Some(Frame::HelloAck(ack)) => *pid = ack.pid,
-        Some(Frame::Reject(reject)) => {
-            r.log(
-                Level::Error,
-                &format!(
-                    "WSGI daemon process group '{}' refused the connection: {} ({})",
-                    f.group.name, reject.message, reject.code
-                ),
-            );
-            return Ok(HandlerOutcome::Status(503));
-        }
+        Some(Frame::Reject(reject)) => return Ok(refused(r, f, *pid, &reject)),
         _ => return Err(ProtocolError::UnexpectedEof(super::protocol::EofPhase::BeforeReady)),
     }
     let mut environ = Vec::new();
@@ -174,17 +231,12 @@ fn exchange(
         };
         match frame {
             Frame::Ready => {}
-            Frame::Reject(reject) => {
-                r.log(
-                    Level::Error,
-                    &format!(
-                        "WSGI daemon process {pid} of group '{}' refused the request: {} (status 503)",
-                        f.group.name, reject.message
-                    ),
-                );
-                return Ok(HandlerOutcome::Status(503));
+            Frame::Reject(reject) => return Ok(refused(r, f, *pid, &reject)),
+            Frame::Credit(_) => {
+                if let Some(done) = send_body(r, ch, &mut body)? {
+                    return Ok(done);
+                }
             }
-            Frame::Credit(_) => send_body(r, ch, &mut body)?,
             Frame::ResponseHead(ResponseHead {
                 status,
                 reason,
@@ -203,7 +255,7 @@ fn exchange(
                     code: AbortCode::CLIENT_GONE,
                     message: "client went away".into(),
                 }));
-                return Ok(HandlerOutcome::Done);
+                return Ok(Attempt::Done(HandlerOutcome::Done));
             }
             Frame::Log(log) => r.log(level(log.level), &log.message),
             Frame::ResponseEnd => {
@@ -211,7 +263,7 @@ fn exchange(
                     ch.send(&Frame::BodyEnd)?;
                     ch.flush()?;
                 }
-                return Ok(HandlerOutcome::Done);
+                return Ok(Attempt::Done(HandlerOutcome::Done));
             }
             Frame::Abort(abort) => {
                 if ch.session.response_started() {
@@ -220,10 +272,10 @@ fn exchange(
                         &format!("WSGI daemon process {pid}: response aborted: {}", abort.message),
                     );
                     r.abort();
-                    return Ok(HandlerOutcome::Done);
+                    return Ok(Attempt::Done(HandlerOutcome::Done));
                 }
                 if abort.code == AbortCode::APP_ERROR {
-                    return Ok(HandlerOutcome::Status(500));
+                    return Ok(Attempt::Done(HandlerOutcome::Status(500)));
                 }
                 r.log(
                     Level::Error,
@@ -232,15 +284,37 @@ fn exchange(
                         f.group.name, abort.message
                     ),
                 );
-                return Ok(HandlerOutcome::Status(502));
+                return Ok(Attempt::Done(HandlerOutcome::Status(502)));
             }
             _ => {}
         }
     }
 }
 
-/// Sends request body up to the granted credit (BODY_END at the end of the body).
-fn send_body(r: &Request<'_>, ch: &mut Channel<ClientSession>, buf: &mut [u8]) -> Result<(), ProtocolError> {
+/// A REJECT: worth another connection if its code says so, else a 503 now.
+fn refused(r: &Request<'_>, f: &Forward<'_>, pid: u32, reject: &Reject) -> Attempt {
+    let why = format!("{} ({})", reject.message, reject.code);
+    if reject.code.retry_elsewhere() {
+        return Attempt::Refused(why);
+    }
+    r.log(
+        Level::Error,
+        &format!(
+            "WSGI daemon process {pid} of group '{}' refused the request: {why} (status 503)",
+            f.group.name
+        ),
+    );
+    Attempt::Done(HandlerOutcome::Status(503))
+}
+
+/// Sends request body up to the granted credit (BODY_END at the end of the
+/// body). A body the client fails to deliver (gone, malformed chunks) ends
+/// the request as the client's fault: 400, or a truncated response.
+fn send_body(
+    r: &Request<'_>,
+    ch: &mut Channel<ClientSession>,
+    buf: &mut [u8],
+) -> Result<Option<Attempt>, ProtocolError> {
     while ch.session.credit() > 0 && !ch.session.body_ended() {
         let want = buf.len().min(ch.session.credit() as usize);
         match r.read_body(&mut buf[..want]) {
@@ -251,9 +325,18 @@ fn send_body(r: &Request<'_>, ch: &mut Channel<ClientSession>, buf: &mut [u8]) -
                     code: AbortCode::CLIENT_GONE,
                     message: e.to_string(),
                 }));
-                return Err(ProtocolError::Io(e));
+                let _ = ch.flush();
+                r.log(
+                    Level::Info,
+                    &format!("request body could not be read from the client: {e}"),
+                );
+                if ch.session.response_started() {
+                    r.abort();
+                    return Ok(Some(Attempt::Done(HandlerOutcome::Done)));
+                }
+                return Ok(Some(Attempt::Done(HandlerOutcome::Status(400))));
             }
         }
     }
-    Ok(())
+    Ok(None)
 }

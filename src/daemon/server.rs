@@ -22,9 +22,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long in-flight requests get when Apache stops or restarts hard: it
-/// sends SIGKILL (and logs AH00045) to anything still alive after 3 s.
-const STOP_GRACE: Duration = Duration::from_millis(2000);
+/// How long in-flight requests get when Apache stops or restarts hard: the
+/// Apache children waiting for them are ended after 1 s themselves, so a
+/// response could not be delivered later anyway.
+const STOP_GRACE: Duration = Duration::from_millis(1000);
 
 struct Shared {
     plan: Arc<DaemonPlan>,
@@ -143,9 +144,13 @@ pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>) -> ! {
     let grace = control_loop(&shared, &signals, recycle_read.as_raw_fd());
     shared.stopping.store(true, Ordering::Release);
     drop(wake_write); // wakes every request thread's poll
-    let deadline = Instant::now() + grace;
+    let mut deadline = Instant::now() + grace;
+    let stop_grace = STOP_GRACE.min(group.shutdown_timeout);
     while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+        // A stop signal while draining (Apache stopping after a restart began) shortens the wait.
+        if wait_readable(&[signals.as_raw_fd()], 10)[0] && stop_signal(&signals) {
+            deadline = deadline.min(Instant::now() + stop_grace);
+        }
     }
     if shared.active.load(Ordering::Acquire) > 0 {
         log(
@@ -168,6 +173,13 @@ mod libc_signal {
     pub const USR1: i32 = 10;
 }
 
+/// Reads one signal from the pipe: true for a stop (TERM, INT, HUP), false for USR1 (graceful).
+fn stop_signal(signals: &std::io::PipeReader) -> bool {
+    let mut byte = [0u8; 1];
+    let _ = (&*signals).read(&mut byte);
+    byte[0] as i32 != libc_signal::USR1
+}
+
 /// Waits for a reason to stop; returns how long in-flight requests may take.
 fn control_loop(shared: &Shared, signals: &std::io::PipeReader, recycle_fd: i32) -> Duration {
     let group = &shared.plan.group;
@@ -179,12 +191,10 @@ fn control_loop(shared: &Shared, signals: &std::io::PipeReader, recycle_fd: i32)
             return group.graceful_timeout;
         }
         if ready[1] {
-            let mut byte = [0u8; 1];
-            let _ = (&*signals).read(&mut byte);
-            return if byte[0] as i32 == libc_signal::USR1 {
-                group.graceful_timeout
-            } else {
+            return if stop_signal(signals) {
                 STOP_GRACE.min(group.shutdown_timeout)
+            } else {
+                group.graceful_timeout
             };
         }
         if ready[2] {
@@ -281,7 +291,10 @@ fn serve_connection(shared: &Shared, stream: UnixStream) {
             Ok(Some(Frame::RequestHead(head))) => head,
             _ => return,
         };
-        if shared.stopping.load(Ordering::Acquire) {
+        // Count the request when it is accepted, so maximum-requests holds with many threads.
+        let number = shared.requests.fetch_add(1, Ordering::AcqRel) + 1;
+        let limit = plan.group.maximum_requests;
+        if shared.stopping.load(Ordering::Acquire) || (limit > 0 && number > limit) {
             let _ = channel.send(&Frame::Reject(Reject {
                 code: RejectCode::SHUTTING_DOWN,
                 message: "daemon process is stopping".into(),
@@ -293,12 +306,16 @@ fn serve_connection(shared: &Shared, stream: UnixStream) {
         if channel.send(&Frame::Ready).and_then(|()| channel.flush()).is_err() {
             return;
         }
+        if limit > 0 && number == limit {
+            // The last one: take no more connections (other threads too) and
+            // let the control loop drain once it is served.
+            shared.stopping.store(true, Ordering::Release);
+        }
         let reusable = handle_request(shared, &mut channel, &head);
-        let served = shared.requests.fetch_add(1, Ordering::AcqRel) + 1;
-        if plan.group.maximum_requests > 0 && served == plan.group.maximum_requests {
+        if limit > 0 && number == limit {
             log(
                 &format!(
-                    "WSGI daemon process {pid} of group '{}' reached maximum-requests={served}; recycling",
+                    "WSGI daemon process {pid} of group '{}' reached maximum-requests={limit}; recycling",
                     plan.group.name
                 ),
                 Level::Info,

@@ -62,15 +62,69 @@ fn identity_for(group: &DaemonGroup) -> Result<Identity, String> {
     Ok(identity)
 }
 
-/// Starts every configured group's daemons (the real start-up pass only).
+/// Ends a generation's daemons with the configuration pool (it must be
+/// dropped after the generation pipe closes, so it is registered first).
+/// Graceful restart: nothing to do, the closed pipe makes them drain and the
+/// next generation watches them. `-k restart`: SIGTERM, so they finish within
+/// their shutdown grace. `-k stop`: SIGTERM, then wait for them (SIGKILL late ones).
+struct StopOnShutdown<'a> {
+    main: Server<'a>,
+}
+
+impl Drop for StopOnShutdown<'_> {
+    fn drop(&mut self) {
+        let exiting = process::apache_is_exiting();
+        if !exiting && process::restart_is_graceful() {
+            return;
+        }
+        let pids: Vec<i32> = process::recorded_daemons(self.main).iter().map(|d| d.pid).collect();
+        if !exiting {
+            process::terminate_children(&pids);
+            return;
+        }
+        let killed = process::stop_children(&pids, std::time::Duration::from_millis(2500));
+        for pid in &pids {
+            process::forget_daemon(self.main, *pid);
+        }
+        if !killed.is_empty() {
+            self.main.log(
+                Level::Warning,
+                &format!("WSGI daemon processes {killed:?} did not stop in time and were killed"),
+            );
+        }
+    }
+}
+
+/// Starts every configured group's daemons (the real start-up pass only),
+/// and watches those of earlier generations until they have drained.
 pub fn start(main: Server<'_>, pool: Pool<'_>) {
     if process::is_preflight() {
         return;
     }
     let generation = process::generation();
+    for old in process::recorded_daemons(main)
+        .into_iter()
+        .filter(|d| d.generation != generation)
+    {
+        let group = old.group;
+        process::watch_child(
+            main,
+            pool,
+            old.pid,
+            Box::new(move |main, _pool, pid, _status| {
+                process::forget_daemon(main, pid);
+                main.log(
+                    Level::Info,
+                    &format!("WSGI daemon process {pid} of group '{group}' exited (previous generation, drained)"),
+                );
+            }),
+        );
+    }
+    pool.own(StopOnShutdown { main });
     let groups: Vec<Arc<DaemonGroup>> = main
-        .iter()
-        .flat_map(|s| s.config().daemon_groups.iter().map(|d| Arc::clone(&d.group)))
+        .distinct_configs()
+        .into_iter()
+        .flat_map(|(_, c)| c.daemon_groups.iter().map(|d| Arc::clone(&d.group)))
         .collect();
     if groups.is_empty() {
         process::retire_listeners(main, generation);
@@ -134,6 +188,7 @@ fn spawn(main: Server<'_>, pool: Pool<'_>, plan: Arc<DaemonPlan>) {
     match process::fork() {
         Ok(None) => server::run(main, &plan),
         Ok(Some(pid)) => {
+            process::record_daemon(main, pid, plan.generation, &plan.group.name);
             main.log(
                 Level::Info,
                 &format!(
@@ -146,6 +201,7 @@ fn spawn(main: Server<'_>, pool: Pool<'_>, plan: Arc<DaemonPlan>) {
                 pool,
                 pid,
                 Box::new(move |main, pool, pid, status| {
+                    process::forget_daemon(main, pid);
                     let stopping = process::mpm_is_stopping();
                     main.log(
                         if stopping { Level::Info } else { Level::Warning },

@@ -62,6 +62,7 @@ pub fn directive(cmd: &CmdParms<'_>, dir: &mut DirConfig, words: &[String]) -> R
             server_config_mut(cmd).python_path.extend(dirs);
         }
         Directive::DaemonProcess(group) => {
+            check_daemon_group(&group)?;
             for option in &group.ignored {
                 cmd.server().log(
                     Level::Warning,
@@ -85,6 +86,28 @@ pub fn directive(cmd: &CmdParms<'_>, dir: &mut DirConfig, words: &[String]) -> R
         Directive::Ignored { warning } => {
             cmd.server().log(Level::Warning, &format!("{file}:{line}: {warning}"));
         }
+    }
+    Ok(())
+}
+
+/// What would keep a group's daemons from ever starting fails the
+/// configuration instead: unknown user or group, root, a bad python-home.
+fn check_daemon_group(group: &crate::config::DaemonGroup) -> Result<(), String> {
+    let name = &group.name;
+    if let Some(user) = &group.user {
+        let identity =
+            process::resolve_user(user).map_err(|e| format!("WSGIDaemonProcess {name}: user={user}: {e}"))?;
+        if identity.uid == 0 {
+            return Err(format!(
+                "WSGIDaemonProcess {name}: user={user}: daemon processes must not run as root"
+            ));
+        }
+    }
+    if let Some(unix_group) = &group.group {
+        process::resolve_group(unix_group).map_err(|e| format!("WSGIDaemonProcess {name}: group={unix_group}: {e}"))?;
+    }
+    if let Some(home) = &group.python_home {
+        check_python_home(home, PYTHON_VERSION).map_err(|e| format!("WSGIDaemonProcess {name}: python-home: {e}"))?;
     }
     Ok(())
 }
@@ -147,8 +170,8 @@ pub fn check_config(main: Server<'_>) -> bool {
         ok = false;
     }
     let mut seen: Vec<&DefinedGroup> = Vec::new();
-    for server in main.iter() {
-        for defined in &server.config().daemon_groups {
+    for (server, config) in main.distinct_configs() {
+        for defined in &config.daemon_groups {
             if let Some(first) = seen.iter().find(|g| g.group.name == defined.group.name) {
                 main.log(
                     Level::Error,
@@ -161,7 +184,7 @@ pub fn check_config(main: Server<'_>) -> bool {
             }
             seen.push(defined);
         }
-        for reference in &server.config().process_group_references {
+        for reference in &config.process_group_references {
             if let Some(error) = undefined_group_error(reference, server, main) {
                 main.log(Level::Error, &error);
                 ok = false;
@@ -232,6 +255,7 @@ fn child_exit() {
 /// sooner and more quietly than Apache's SIGKILL would end it.
 pub fn child_stopping(graceful: bool) {
     if !graceful {
+        daemon::client::cut_in_flight();
         python::start_exit_watchdog(
             Duration::from_millis(1000),
             "requests still running in Python at an ungraceful stop",
