@@ -131,13 +131,15 @@ impl<'t, 'py> Exchange<'t, 'py> {
     }
 
     /// How many of `len` bytes may still go out under the declared Content-Length.
-    fn allowance(&self, len: u64) -> u64 {
+    /// (A wrapped file longer than the Content-Length is a normal way to send
+    /// part of a file: `log_excess` is false for it.)
+    fn allowance(&self, len: u64, log_excess: bool) -> u64 {
         let mut state = self.state.borrow_mut();
         let Some(declared) = state.head.as_ref().and_then(|h| h.content_length) else {
             return len;
         };
         let allowed = declared.saturating_sub(state.sent).min(len);
-        if allowed < len && !state.overflow_logged {
+        if allowed < len && log_excess && !state.overflow_logged {
             state.overflow_logged = true;
             drop(state);
             self.transport.log(
@@ -155,7 +157,7 @@ impl<'t, 'py> Exchange<'t, 'py> {
             return Ok(());
         }
         self.ensure_head_sent(gil).map_err(Undelivered::Raised)?;
-        let allowed = self.allowance(data.len() as u64) as usize;
+        let allowed = self.allowance(data.len() as u64, true) as usize;
         if allowed == 0 {
             return Ok(());
         }
@@ -330,7 +332,7 @@ impl<'t, 'py> Exchange<'t, 'py> {
         };
         self.default_content_length(plan.size);
         self.ensure_head_sent(gil)?;
-        let len = self.allowance(plan.size);
+        let len = self.allowance(plan.size, false);
         if len > 0 {
             match allow_threads(gil, || self.transport.send_file(plan.fd, plan.offset, len)) {
                 Ok(()) => self.state.borrow_mut().sent += len,
