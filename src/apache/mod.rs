@@ -6,6 +6,7 @@ mod entry;
 mod log;
 mod pool;
 pub mod process;
+pub mod registry;
 mod request;
 mod server;
 

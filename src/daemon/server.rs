@@ -10,6 +10,7 @@ use super::protocol::{
 };
 use super::supervisor::{self, DaemonPlan};
 use crate::apache::process::{self, wait_readable};
+use crate::apache::registry;
 use crate::apache::{self, Server};
 use crate::config::PythonHome;
 use crate::log::Level;
@@ -59,7 +60,7 @@ pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>) -> ! {
     }
     // Keep only our own listener and generation pipe.
     process::close_fd(supervisor::generation_write_fd());
-    for fd in process::listener_fds(main) {
+    for fd in registry::listener_fds(main) {
         if fd != plan.listener_fd {
             process::close_fd(fd);
         }

@@ -10,6 +10,7 @@
 
 use super::server;
 use crate::apache::process::{self, Identity};
+use crate::apache::registry;
 use crate::apache::{Pool, Server};
 use crate::config::DaemonGroup;
 use crate::log::Level;
@@ -77,14 +78,14 @@ impl Drop for StopOnShutdown<'_> {
         if !exiting && process::restart_is_graceful() {
             return;
         }
-        let pids: Vec<i32> = process::recorded_daemons(self.main).iter().map(|d| d.pid).collect();
+        let pids: Vec<i32> = registry::recorded_daemons(self.main).iter().map(|d| d.pid).collect();
         if !exiting {
             process::terminate_children(&pids);
             return;
         }
         let killed = process::stop_children(&pids, std::time::Duration::from_millis(2500));
         for pid in &pids {
-            process::forget_daemon(self.main, *pid);
+            registry::forget_daemon(self.main, *pid);
         }
         if !killed.is_empty() {
             self.main.log(
@@ -102,7 +103,7 @@ pub fn start(main: Server<'_>, pool: Pool<'_>) {
         return;
     }
     let generation = process::generation();
-    for old in process::recorded_daemons(main)
+    for old in registry::recorded_daemons(main)
         .into_iter()
         .filter(|d| d.generation != generation)
     {
@@ -112,7 +113,7 @@ pub fn start(main: Server<'_>, pool: Pool<'_>) {
             pool,
             old.pid,
             Box::new(move |main, _pool, pid, _status| {
-                process::forget_daemon(main, pid);
+                registry::forget_daemon(main, pid);
                 main.log(
                     Level::Info,
                     &format!("WSGI daemon process {pid} of group '{group}' exited (previous generation, drained)"),
@@ -127,7 +128,7 @@ pub fn start(main: Server<'_>, pool: Pool<'_>) {
         .flat_map(|(_, c)| c.daemon_groups.iter().map(|d| Arc::clone(&d.group)))
         .collect();
     if groups.is_empty() {
-        process::retire_listeners(main, generation);
+        registry::retire_listeners(main, generation);
         return;
     }
     let (reader, writer) = match std::io::pipe() {
@@ -153,7 +154,7 @@ pub fn start(main: Server<'_>, pool: Pool<'_>) {
                 continue;
             }
         };
-        let listener_fd = match process::persistent_listener(main, &socket_path, generation, || {
+        let listener_fd = match registry::persistent_listener(main, &socket_path, generation, || {
             process::bind_listener(&socket_path, group.listen_backlog, &client)
         }) {
             Ok(fd) => fd,
@@ -181,14 +182,14 @@ pub fn start(main: Server<'_>, pool: Pool<'_>) {
             spawn(main, pool, Arc::clone(&plan));
         }
     }
-    process::retire_listeners(main, generation);
+    registry::retire_listeners(main, generation);
 }
 
 fn spawn(main: Server<'_>, pool: Pool<'_>, plan: Arc<DaemonPlan>) {
     match process::fork() {
         Ok(None) => server::run(main, &plan),
         Ok(Some(pid)) => {
-            process::record_daemon(main, pid, plan.generation, &plan.group.name);
+            registry::record_daemon(main, pid, plan.generation, &plan.group.name);
             main.log(
                 Level::Info,
                 &format!(
@@ -201,7 +202,7 @@ fn spawn(main: Server<'_>, pool: Pool<'_>, plan: Arc<DaemonPlan>) {
                 pool,
                 pid,
                 Box::new(move |main, pool, pid, status| {
-                    process::forget_daemon(main, pid);
+                    registry::forget_daemon(main, pid);
                     let stopping = process::mpm_is_stopping();
                     main.log(
                         if stopping { Level::Info } else { Level::Warning },

@@ -6,7 +6,7 @@ mod handler;
 
 pub use handler::handle;
 
-use crate::apache::{self, process, CmdParms, Pool, Server};
+use crate::apache::{self, process, registry, CmdParms, Pool, Server};
 use crate::config::{
     check_python_home, parse_directive, DefinedGroup, DirConfig, Directive, GroupReference, GroupSpec, PythonHome,
     ServerConfig, PYTHON_VERSION,
@@ -213,7 +213,7 @@ pub fn post_config(server: Server<'_>, pconf: Pool<'_>) {
 pub fn child_init(server: Server<'_>) -> Option<fn()> {
     // Apache's children must not hold the daemons' sockets or generation pipe.
     process::close_fd(daemon::supervisor::generation_write_fd());
-    for fd in process::listener_fds(server) {
+    for fd in registry::listener_fds(server) {
         process::close_fd(fd);
     }
     handler::record_process_facts(
