@@ -1,5 +1,5 @@
-//! Request dispatch in embedded mode: find our handler for `r->handler`,
-//! pick the interpreter, load the script, run the WSGI call.
+//! Request dispatch: find our handler for `r->handler`, then either forward
+//! the request to its daemon process group or, embedded, run the script here.
 
 use crate::apache::{process, HandlerOutcome, Request};
 use crate::config::{GroupContext, HandlerScript};
@@ -31,10 +31,9 @@ pub fn record_process_facts(threaded: bool, max_daemons: i32, server_description
 static AUTHORIZATION_HINTS: Lazy<Mutex<HashSet<String>>> = Lazy::new(Default::default);
 
 fn hint_authorization(r: &Request<'_>, handler: &HandlerScript) {
-    if r.header_in("Authorization").is_none() || AUTHORIZATION_HINTS.lock().contains(&handler.name) {
+    if r.header_in("Authorization").is_none() || !AUTHORIZATION_HINTS.lock().insert(handler.name.clone()) {
         return;
     }
-    AUTHORIZATION_HINTS.lock().insert(handler.name.clone());
     r.log(
         Level::Info,
         &format!(
