@@ -127,7 +127,7 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
         let mut ch = Channel::new(stream, ClientSession::new());
         let mut pid = 0;
         let result = exchange(r, f, &mut ch, &mut pid);
-        let who = format!("WSGI daemon process {pid} of group '{}'", f.group.name);
+        let who = describe(pid, &f.group.name);
         let e = match result {
             Ok(Attempt::Done(outcome)) => return outcome,
             Ok(Attempt::Refused(why)) if attempt < RETRY_LIMIT => {
@@ -178,6 +178,15 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
             );
             HandlerOutcome::Status(502)
         };
+    }
+}
+
+/// "WSGI daemon process PID of group 'G'" (the pid is unknown before the handshake).
+fn describe(pid: u32, group: &str) -> String {
+    if pid == 0 {
+        format!("WSGI daemon process group '{group}' (no process answered)")
+    } else {
+        format!("WSGI daemon process {pid} of group '{group}'")
     }
 }
 
@@ -269,7 +278,7 @@ fn exchange(
                 if ch.session.response_started() {
                     r.log(
                         Level::Error,
-                        &format!("WSGI daemon process {pid}: response aborted: {}", abort.message),
+                        &format!("{}: response aborted: {}", describe(*pid, &f.group.name), abort.message),
                     );
                     r.abort();
                     return Ok(Attempt::Done(HandlerOutcome::Done));
