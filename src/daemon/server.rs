@@ -65,17 +65,16 @@ pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>) -> ! {
             process::close_fd(fd);
         }
     }
-    let signals =
-        match process::signal_pipe(&[libc_signal::TERM, libc_signal::INT, libc_signal::HUP, libc_signal::USR1]) {
-            Ok(p) => p,
-            Err(e) => {
-                log(
-                    &format!("WSGI daemon process {pid}: cannot set up signals: {e}"),
-                    Level::Error,
-                );
-                process::exit_now(1);
-            }
-        };
+    let signals = match process::signal_pipe(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1]) {
+        Ok(p) => p,
+        Err(e) => {
+            log(
+                &format!("WSGI daemon process {pid}: cannot set up signals: {e}"),
+                Level::Error,
+            );
+            process::exit_now(1);
+        }
+    };
     let (program_name, home) = match group
         .python_home
         .as_deref()
@@ -167,18 +166,11 @@ pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>) -> ! {
     process::exit_now(0)
 }
 
-mod libc_signal {
-    pub const TERM: i32 = 15;
-    pub const INT: i32 = 2;
-    pub const HUP: i32 = 1;
-    pub const USR1: i32 = 10;
-}
-
 /// Reads one signal from the pipe: true for a stop (TERM, INT, HUP), false for USR1 (graceful).
 fn stop_signal(signals: &std::io::PipeReader) -> bool {
     let mut byte = [0u8; 1];
     let _ = (&*signals).read(&mut byte);
-    byte[0] as i32 != libc_signal::USR1
+    byte[0] as i32 != libc::SIGUSR1
 }
 
 /// Waits for a reason to stop; returns how long in-flight requests may take.
