@@ -30,6 +30,10 @@ const STOP_GRACE: Duration = Duration::from_millis(1000);
 
 struct Shared {
     plan: Arc<DaemonPlan>,
+    /// This process's maximum-requests, spread over the group's processes so
+    /// they do not recycle together: slot k of P recycles after
+    /// N - N*k/(2P) requests (never more than N).
+    request_limit: u64,
     listener: UnixListener,
     /// Set when the daemon stops taking new connections.
     stopping: AtomicBool,
@@ -48,7 +52,7 @@ fn log(message: &str, level: Level) {
 }
 
 /// Runs the daemon; never returns.
-pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>) -> ! {
+pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>, slot: u32) -> ! {
     let group = &plan.group;
     let pid = std::process::id();
     if let Err(e) = process::enter_daemon(main, &group.title(), &plan.identity, group.home.as_deref(), group.umask) {
@@ -113,6 +117,10 @@ pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>) -> ! {
     let (recycle_read, recycle_write) = std::io::pipe().unwrap_or_else(|_| process::exit_now(1));
     let shared = Arc::new(Shared {
         plan: Arc::clone(plan),
+        request_limit: {
+            let n = group.maximum_requests;
+            (n - n * u64::from(slot) / (2 * u64::from(group.processes.max(1)))).max(n.min(1))
+        },
         listener: process::listener_from_fd(plan.listener_fd),
         stopping: AtomicBool::new(false),
         active: AtomicUsize::new(0),
@@ -286,7 +294,7 @@ fn serve_connection(shared: &Shared, stream: UnixStream) {
         };
         // Count the request when it is accepted, so maximum-requests holds with many threads.
         let number = shared.requests.fetch_add(1, Ordering::AcqRel) + 1;
-        let limit = plan.group.maximum_requests;
+        let limit = shared.request_limit;
         if shared.stopping.load(Ordering::Acquire) || (limit > 0 && number > limit) {
             let _ = channel.send(&Frame::Reject(Reject {
                 code: RejectCode::SHUTTING_DOWN,

@@ -178,16 +178,17 @@ pub fn start(main: Server<'_>, pool: Pool<'_>) {
             generation,
             generation_fd,
         });
-        for _ in 0..group.processes {
-            spawn(main, pool, Arc::clone(&plan));
+        for slot in 0..group.processes {
+            spawn(main, pool, Arc::clone(&plan), slot);
         }
     }
     registry::retire_listeners(main, generation);
 }
 
-fn spawn(main: Server<'_>, pool: Pool<'_>, plan: Arc<DaemonPlan>) {
+/// `slot` numbers the group's processes (0..processes); a replacement keeps it.
+fn spawn(main: Server<'_>, pool: Pool<'_>, plan: Arc<DaemonPlan>, slot: u32) {
     match process::fork() {
-        Ok(None) => server::run(main, &plan),
+        Ok(None) => server::run(main, &plan, slot),
         Ok(Some(pid)) => {
             registry::record_daemon(main, pid, plan.generation, &plan.group.name);
             main.log(
@@ -213,7 +214,7 @@ fn spawn(main: Server<'_>, pool: Pool<'_>, plan: Arc<DaemonPlan>) {
                         ),
                     );
                     if !stopping {
-                        spawn(main, pool, Arc::clone(&plan));
+                        spawn(main, pool, Arc::clone(&plan), slot);
                     }
                 }),
             );
