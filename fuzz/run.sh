@@ -1,5 +1,7 @@
 #!/bin/bash
-# Fuzzes the daemon wire protocol: ./fuzz/run.sh [seconds, default 600] [extra libFuzzer flags...]
+# Fuzzes one target: ./fuzz/run.sh [seconds, default 600] [extra libFuzzer flags...]
+# Targets: decode (daemon wire protocol, the default) and directive (config parser);
+# pick one with FUZZ_TARGET=directive.
 #
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). The corpus grows in
 # fuzz/corpus/decode (kept between runs, not in git), starting from the seeds in
@@ -21,7 +23,8 @@ if ! rustup run "$toolchain" rustc --version >/dev/null 2>&1; then
     exit 2
 fi
 
-mkdir -p corpus/decode artifacts/decode
+target="${FUZZ_TARGET:-decode}"
+mkdir -p "corpus/$target" "artifacts/$target"
 # New inputs are written to the first corpus dir; the seeds dir is only read.
-exec cargo "+$toolchain" fuzz run decode corpus/decode seeds/decode -- \
+exec cargo "+$toolchain" fuzz run "$target" "corpus/$target" "seeds/$target" -- \
     -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "$@"
