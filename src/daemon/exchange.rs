@@ -79,8 +79,21 @@ impl<'c> DaemonExchange<'c> {
 
     /// Ends a request that failed before its response started (the client answers 500).
     pub fn fail(&self, abort: Abort) {
-        let _ = self.send(&Frame::Abort(abort));
-        let _ = self.flush();
+        self.send_abort(abort);
+    }
+
+    /// Sends ABORT and ends the connection so that the client reads it: body
+    /// data the client sent but the app never read is drained first, because
+    /// closing a Unix socket with unread data makes the peer's next read fail
+    /// with ECONNRESET before it sees the frames already queued for it.
+    fn send_abort(&self, abort: Abort) {
+        if !self.broken.get() && self.send(&Frame::Abort(abort)).is_ok() && self.flush().is_ok() {
+            let channel = self.channel.borrow();
+            let stream = &channel.stream;
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+            let _ = io::copy(&mut io::Read::take(stream, 64 * 1024 * 1024), &mut io::sink());
+        }
         self.broken.set(true);
     }
 
@@ -188,12 +201,10 @@ impl Transport for DaemonExchange<'_> {
     }
 
     fn abort(&self) {
-        let _ = self.send(&Frame::Abort(Abort {
+        self.send_abort(Abort {
             code: AbortCode::APP_ERROR,
             message: "the application failed after the response started".into(),
-        }));
-        let _ = self.flush();
-        self.broken.set(true);
+        });
     }
 
     fn log(&self, level: Level, message: &str) {
