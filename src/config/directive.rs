@@ -14,6 +14,9 @@ pub struct HandlerScript {
     pub process_group: Option<GroupSpec>,
     pub application_group: Option<GroupSpec>,
     pub pass_authorization: Option<bool>,
+    /// The script's module name in `sys.modules`, filled in by the caller
+    /// (`_mod_wsgi_<md5 of path>`, as mod_wsgi names it).
+    pub module_name: String,
 }
 
 impl HandlerScript {
@@ -24,6 +27,7 @@ impl HandlerScript {
             process_group: None,
             application_group: None,
             pass_authorization: None,
+            module_name: String::new(),
         }
     }
 }

@@ -21,6 +21,7 @@ pub struct Forward<'a> {
     pub group: &'a crate::config::DaemonGroup,
     pub socket_path: &'a str,
     pub script: &'a str,
+    pub module_name: &'a str,
     pub application_group: &'a str,
     pub request_handler: &'a str,
     pub script_reloading: bool,
@@ -100,9 +101,10 @@ fn latin1(bytes: &[u8]) -> String {
     bytes.iter().map(|&b| b as char).collect()
 }
 
-/// Why an attempt ended before the daemon accepted the request (READY): the
-/// app has not seen it, so another connection (another process) may take it.
-const RETRY_LIMIT: u32 = 4;
+/// Before READY the app has not seen the request, so another connection
+/// (another process) may take it: retried with a growing pause (old daemons
+/// draining while new ones start), until connect-timeout has passed.
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
 
 /// Forwards the request (its body already set up) and relays the response.
 pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
@@ -114,9 +116,17 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
         .request_timeout
         .map_or(silence, |r| r.min(silence))
         .max(Duration::from_secs(1));
+    let retry_until = Instant::now() + f.group.connect_timeout;
     let mut attempt = 0;
     loop {
         attempt += 1;
+        let retry = || {
+            let more = Instant::now() < retry_until;
+            if more {
+                std::thread::sleep(RETRY_PAUSE * attempt.min(8));
+            }
+            more
+        };
         let stream = match connect(r, f) {
             Ok(s) => s,
             Err(outcome) => return outcome,
@@ -130,7 +140,7 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
         let who = describe(pid, &f.group.name);
         let e = match result {
             Ok(Attempt::Done(outcome)) => return outcome,
-            Ok(Attempt::Refused(why)) if attempt < RETRY_LIMIT => {
+            Ok(Attempt::Refused(why)) if retry() => {
                 r.log(
                     Level::Debug,
                     &format!("{who} refused the request ({why}); trying again"),
@@ -143,7 +153,7 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
             }
             // Before READY the app has not seen the request: a daemon that went away
             // (exiting, recycling) is no reason to fail it.
-            Err(e) if !ch.session.request_started() && !e.is_timeout() && attempt < RETRY_LIMIT => {
+            Err(e) if !ch.session.request_started() && !e.is_timeout() && retry() => {
                 r.log(
                     Level::Debug,
                     &format!("{who} closed the connection before accepting the request; trying again"),
@@ -219,6 +229,7 @@ fn exchange(
         application_group: f.application_group.as_bytes().to_vec(),
         extra: vec![
             (b"request_handler".to_vec(), f.request_handler.as_bytes().to_vec()),
+            (b"module_name".to_vec(), f.module_name.as_bytes().to_vec()),
             (
                 b"script_reloading".to_vec(),
                 if f.script_reloading {

@@ -2,7 +2,9 @@
 //! so the PEP 3333 adapter runs exactly as in embedded mode.
 
 use super::channel::Channel;
-use super::protocol::{Abort, AbortCode, DaemonSession, Frame, FrameType, Log, LogLevel, RequestHead, ResponseHead};
+use super::protocol::{
+    Abort, AbortCode, DaemonSession, Frame, FrameType, Log, LogLevel, ProtocolError, RequestHead, ResponseHead,
+};
 use crate::apache::process::read_at;
 use crate::log::Level;
 use crate::wsgi::Transport;
@@ -22,7 +24,7 @@ pub struct DaemonExchange<'c> {
     broken: Cell<bool>,
 }
 
-fn io_error(e: super::protocol::ProtocolError) -> io::Error {
+fn io_error(e: ProtocolError) -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string())
 }
 
@@ -37,44 +39,31 @@ impl<'c> DaemonExchange<'c> {
         }
     }
 
-    fn send(&self, frame: &Frame) -> io::Result<()> {
+    /// Runs one channel operation; a failure marks the connection broken for good.
+    fn on_channel(&self, op: impl FnOnce(&mut Channel<DaemonSession>) -> Result<(), ProtocolError>) -> io::Result<()> {
         if self.broken.get() {
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "connection to Apache lost",
             ));
         }
-        let result = self.channel.borrow_mut().send(frame).map_err(io_error);
+        let result = op(&mut self.channel.borrow_mut()).map_err(io_error);
         if result.is_err() {
             self.broken.set(true);
         }
         result
+    }
+
+    fn send(&self, frame: &Frame) -> io::Result<()> {
+        self.on_channel(|c| c.send(frame))
     }
 
     fn flush(&self) -> io::Result<()> {
-        let result = self.channel.borrow_mut().flush().map_err(io_error);
-        if result.is_err() {
-            self.broken.set(true);
-        }
-        result
+        self.on_channel(|c| c.flush())
     }
 
     fn send_data(&self, data: &[u8]) -> io::Result<()> {
-        if self.broken.get() {
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "connection to Apache lost",
-            ));
-        }
-        let result = self
-            .channel
-            .borrow_mut()
-            .send_data(FrameType::ResponseBody, data)
-            .map_err(io_error);
-        if result.is_err() {
-            self.broken.set(true);
-        }
-        result
+        self.on_channel(|c| c.send_data(FrameType::ResponseBody, data))
     }
 
     /// Ends a request that failed before its response started (the client answers 500).

@@ -30,6 +30,8 @@ const STOP_GRACE: Duration = Duration::from_millis(1000);
 
 struct Shared {
     plan: Arc<DaemonPlan>,
+    /// Apache's version for `apache.version`, read once.
+    apache_version: (u32, u32, u32),
     /// This process's maximum-requests, spread over the group's processes so
     /// they do not recycle together: slot k of P recycles after
     /// N - N*k/(2P) requests (never more than N).
@@ -117,6 +119,7 @@ pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>, slot: u32) -> ! {
     let (recycle_read, recycle_write) = std::io::pipe().unwrap_or_else(|_| process::exit_now(1));
     let shared = Arc::new(Shared {
         plan: Arc::clone(plan),
+        apache_version: wsgi::parse_version(apache::server_description().strip_prefix("Apache/").unwrap_or_default()),
         request_limit: {
             let n = group.maximum_requests;
             (n - n * u64::from(slot) / (2 * u64::from(group.processes.max(1)))).max(n.min(1))
@@ -339,7 +342,10 @@ fn handle_request(shared: &Shared, channel: &mut Channel<DaemonSession>, head: &
     let script = String::from_utf8_lossy(&head.script).into_owned();
     let application_group = String::from_utf8_lossy(&head.application_group).into_owned();
     let request_handler = String::from_utf8_lossy(extra(head, b"request_handler").unwrap_or_default()).into_owned();
-    let module_name = format!("_mod_wsgi_{}", apache::md5_hex(&script));
+    let module_name = match extra(head, b"module_name") {
+        Some(name) if !name.is_empty() => String::from_utf8_lossy(name).into_owned(),
+        _ => format!("_mod_wsgi_{}", apache::md5_hex(&script)),
+    };
     let call = ScriptCall {
         info: EnvironInfo {
             process_group: &group.name,
@@ -349,9 +355,7 @@ fn handle_request(shared: &Shared, channel: &mut Channel<DaemonSession>, head: &
             script_reloading: extra(head, b"script_reloading") != Some(b"0"),
             multithread: group.threads > 1,
             multiprocess: group.processes > 1 || group.processes_given,
-            apache_version: wsgi::parse_version(
-                apache::server_description().strip_prefix("Apache/").unwrap_or_default(),
-            ),
+            apache_version: shared.apache_version,
         },
         module_name: &module_name,
     };

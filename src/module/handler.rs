@@ -137,6 +137,7 @@ pub fn handle(r: &Request<'_>) -> HandlerOutcome {
             group: &defined.group,
             socket_path: &socket_path,
             script: &handler.script,
+            module_name: &handler.module_name,
             application_group: &settings.application_group.expand(r),
             request_handler: name,
             script_reloading: settings.script_reloading,
@@ -151,7 +152,6 @@ pub fn handle(r: &Request<'_>) -> HandlerOutcome {
         hint_authorization(r, handler);
     }
     let group = settings.application_group.expand(r);
-    let module_name = format!("_mod_wsgi_{}", crate::apache::md5_hex(&handler.script));
     let facts = FACTS.get();
     let call = ScriptCall {
         info: EnvironInfo {
@@ -164,7 +164,7 @@ pub fn handle(r: &Request<'_>) -> HandlerOutcome {
             multiprocess: facts.is_none_or(|f| f.multiprocess),
             apache_version: facts.map_or((2, 4, 0), |f| f.apache_version),
         },
-        module_name: &module_name,
+        module_name: &handler.module_name,
     };
     let transport = Embedded {
         request: r,

@@ -41,8 +41,10 @@ pub fn directive(cmd: &CmdParms<'_>, dir: &mut DirConfig, words: &[String]) -> R
         Ok(())
     };
     match parsed {
-        Directive::HandlerScript(handler) => {
+        Directive::HandlerScript(mut handler) => {
             check_process_group(&handler.process_group)?;
+            // Computed once here rather than per request.
+            handler.module_name = format!("_mod_wsgi_{}", apache::md5_hex(&handler.script));
             dir.add_handler(handler);
         }
         Directive::ApplicationGroup(group) => dir.application_group = Some(group),
