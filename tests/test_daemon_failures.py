@@ -297,7 +297,12 @@ def sock_server(apache_factory):
     a = apache_factory(mpm="event")
     a.copy_app("daemon_app.py", "app.py")
     a.start(SOCK_CONFIG)
-    du.get_json(a, "/h")
+    # No request yet: a served request would leave a pooled connection in the
+    # Apache child, and that keeps working whatever happens to the socket file.
+    deadline = time.monotonic() + 5
+    while not os.path.exists(sock_path(a)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.path.exists(sock_path(a))
     return a
 
 

@@ -4,6 +4,7 @@
 mod cmd;
 mod entry;
 mod log;
+pub mod poll;
 mod pool;
 pub mod process;
 pub mod registry;

@@ -156,6 +156,12 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// After `setup_body`: the body's length, None when it is chunked (0: no body).
+    pub fn body_length(&self) -> Option<u64> {
+        // SAFETY: valid request; fields set by ap_setup_client_block.
+        unsafe { ((*self.raw).read_chunked == 0).then(|| (*self.raw).remaining.max(0) as u64) }
+    }
+
     /// Reads body bytes (sending `100 Continue` first if the client waits for it); 0 at the end.
     pub fn read_body(&self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: valid request after setup_body; buf is writable for its length.

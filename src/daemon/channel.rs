@@ -94,6 +94,11 @@ impl<S: Side> Channel<S> {
         Ok(())
     }
 
+    /// A whole frame is already read and waiting: `recv` will not block.
+    pub fn has_frame_buffered(&self) -> bool {
+        self.decoder.buffered() > 0 && self.decoder.missing().is_ok_and(|m| m == 0)
+    }
+
     /// The next frame (after writing what is queued); `Ok(None)` when the
     /// peer closed at a point the session allows.
     pub fn recv(&mut self) -> Result<Option<Frame>, ProtocolError> {

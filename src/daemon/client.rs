@@ -5,13 +5,15 @@
 
 use super::channel::Channel;
 use super::protocol::{
-    Abort, AbortCode, ClientSession, Frame, FrameType, Hello, LogLevel, ProtocolError, Reject, RequestHead,
-    ResponseHead,
+    Abort, AbortCode, ClientPhase, ClientSession, EofPhase, Frame, FrameType, Hello, LogLevel, ProtocolError, Reject,
+    RequestHead, ResponseHead,
 };
+use crate::apache::process::wait_readable;
 use crate::apache::{HandlerOutcome, Request};
 use crate::log::Level;
 use parking_lot::Mutex;
 use std::io::ErrorKind;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,32 +35,74 @@ pub struct Forward<'a> {
 
 const BODY_CHUNK: usize = 64 * 1024;
 
-/// Connections to daemons that requests of this Apache child are waiting on,
-/// so an ungraceful stop can cut them instead of waiting for the app.
-static IN_FLIGHT: Mutex<Vec<(u64, UnixStream)>> = Mutex::new(Vec::new());
+/// A connection to a group's daemons, reused by this Apache child's requests
+/// one after another.
+struct Conn {
+    ch: Channel<ClientSession>,
+    id: u64,
+    timeout: Duration,
+}
+
+/// Every open daemon connection of this Apache child (a clone of each), so an
+/// ungraceful stop can cut requests waiting on a daemon instead of waiting for the app.
+static OPEN: Mutex<Vec<(u64, UnixStream)>> = Mutex::new(Vec::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+/// Idle connections, by socket path.
+static IDLE: Mutex<Vec<(String, Vec<Conn>)>> = Mutex::new(Vec::new());
 
-/// Removes its connection from `IN_FLIGHT` when the request is done.
-struct InFlight(u64);
-
-impl InFlight {
-    fn register(stream: &UnixStream) -> Option<InFlight> {
+impl Conn {
+    fn new(stream: UnixStream, timeout: Duration) -> Conn {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        IN_FLIGHT.lock().push((id, stream.try_clone().ok()?));
-        Some(InFlight(id))
+        if let Ok(clone) = stream.try_clone() {
+            OPEN.lock().push((id, clone));
+        }
+        let _ = stream.set_read_timeout(Some(timeout));
+        let _ = stream.set_write_timeout(Some(timeout));
+        Conn {
+            ch: Channel::new(stream, ClientSession::new()),
+            id,
+            timeout,
+        }
+    }
+
+    fn set_timeout(&mut self, timeout: Duration) {
+        if self.timeout != timeout {
+            let _ = self.ch.stream.set_read_timeout(Some(timeout));
+            let _ = self.ch.stream.set_write_timeout(Some(timeout));
+            self.timeout = timeout;
+        }
+    }
+
+    /// An idle connection to `path` whose daemon has not closed it meanwhile.
+    fn take_idle(path: &str) -> Option<Conn> {
+        loop {
+            let conn = IDLE.lock().iter_mut().find(|(p, _)| p == path)?.1.pop()?;
+            // Readable while idle can only mean EOF: the daemon recycled or stopped.
+            if !wait_readable(&[conn.ch.stream.as_raw_fd()], 0)[0] {
+                return Some(conn);
+            }
+        }
+    }
+
+    fn make_idle(self, path: &str) {
+        let mut idle = IDLE.lock();
+        match idle.iter_mut().find(|(p, _)| p == path) {
+            Some((_, conns)) => conns.push(self),
+            None => idle.push((path.to_string(), vec![self])),
+        }
     }
 }
 
-impl Drop for InFlight {
+impl Drop for Conn {
     fn drop(&mut self) {
-        IN_FLIGHT.lock().retain(|(id, _)| *id != self.0);
+        OPEN.lock().retain(|(id, _)| *id != self.id);
     }
 }
 
 /// Called when this Apache child is told to stop at once: every request
 /// still waiting for a daemon ends now (502, or truncated if it started).
 pub fn cut_in_flight() {
-    for (_, stream) in IN_FLIGHT.lock().iter() {
+    for (_, stream) in OPEN.lock().iter() {
         let _ = stream.shutdown(std::net::Shutdown::Both);
     }
 }
@@ -119,27 +163,36 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
     let retry_until = Instant::now() + f.group.connect_timeout;
     let mut attempt = 0;
     loop {
-        attempt += 1;
-        let retry = || {
+        let (mut conn, reused) = match Conn::take_idle(f.socket_path) {
+            Some(conn) => (conn, true),
+            None => match connect(r, f) {
+                Ok(stream) => (Conn::new(stream, timeout), false),
+                Err(outcome) => return outcome,
+            },
+        };
+        conn.set_timeout(timeout);
+        // A reused connection the daemon dropped meanwhile (recycling,
+        // draining) fails before READY: try again at once on another.
+        let mut retry = || {
+            if reused {
+                return true;
+            }
+            attempt += 1;
             let more = Instant::now() < retry_until;
             if more {
                 std::thread::sleep(RETRY_PAUSE * attempt.min(8));
             }
             more
         };
-        let stream = match connect(r, f) {
-            Ok(s) => s,
-            Err(outcome) => return outcome,
-        };
-        let _ = stream.set_read_timeout(Some(timeout));
-        let _ = stream.set_write_timeout(Some(timeout));
-        let _in_flight = InFlight::register(&stream);
-        let mut ch = Channel::new(stream, ClientSession::new());
-        let mut pid = 0;
-        let result = exchange(r, f, &mut ch, &mut pid);
-        let who = describe(pid, &f.group.name);
+        let result = exchange(r, f, &mut conn.ch);
+        let who = describe(conn.ch.session.daemon().map_or(0, |d| d.pid), &f.group.name);
         let e = match result {
-            Ok(Attempt::Done(outcome)) => return outcome,
+            Ok(Attempt::Done(outcome)) => {
+                if conn.ch.session.is_idle() {
+                    conn.make_idle(f.socket_path);
+                }
+                return outcome;
+            }
             Ok(Attempt::Refused(why)) if retry() => {
                 r.log(
                     Level::Debug,
@@ -153,16 +206,16 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
             }
             // Before READY the app has not seen the request: a daemon that went away
             // (exiting, recycling) is no reason to fail it.
-            Err(e) if !ch.session.request_started() && !e.is_timeout() && retry() => {
+            Err(e) if !conn.ch.session.request_started() && !e.is_timeout() && retry() => {
                 r.log(
                     Level::Debug,
-                    &format!("{who} closed the connection before accepting the request; trying again"),
+                    &format!("{who} closed the connection before accepting the request ({e}); trying again"),
                 );
                 continue;
             }
             Err(e) => e,
         };
-        return if ch.session.response_started() {
+        return if conn.ch.session.response_started() {
             r.log(
                 Level::Error,
                 &format!("{who} failed after the response started: {e}; response truncated"),
@@ -206,25 +259,23 @@ enum Attempt {
     Refused(String),
 }
 
-fn exchange(
-    r: &Request<'_>,
-    f: &Forward<'_>,
-    ch: &mut Channel<ClientSession>,
-    pid: &mut u32,
-) -> Result<Attempt, ProtocolError> {
-    ch.send(&Frame::Hello(Hello {
-        generation: f.generation,
-        token: Vec::new(),
-    }))?;
-    match ch.recv()? {
-        Some(Frame::HelloAck(ack)) => *pid = ack.pid,
-        Some(Frame::Reject(reject)) => return Ok(refused(r, f, *pid, &reject)),
-        _ => return Err(ProtocolError::UnexpectedEof(super::protocol::EofPhase::BeforeReady)),
+fn exchange(r: &Request<'_>, f: &Forward<'_>, ch: &mut Channel<ClientSession>) -> Result<Attempt, ProtocolError> {
+    if ch.session.phase() == ClientPhase::Start {
+        ch.send(&Frame::Hello(Hello {
+            generation: f.generation,
+            token: Vec::new(),
+        }))?;
+        match ch.recv()? {
+            Some(Frame::HelloAck(_)) => {}
+            Some(Frame::Reject(reject)) => return Ok(refused(r, f, 0, &reject)),
+            _ => return Err(ProtocolError::UnexpectedEof(EofPhase::Handshake)),
+        }
     }
+    let pid = ch.session.daemon().map_or(0, |d| d.pid);
     let mut environ = Vec::new();
     r.for_each_cgi_var(f.pass_authorization, |k, v| environ.push((k.to_vec(), v.to_vec())));
     let head = RequestHead {
-        content_length: r.header_in("Content-Length").and_then(|v| v.trim().parse().ok()),
+        content_length: r.body_length(),
         script: f.script.as_bytes().to_vec(),
         application_group: f.application_group.as_bytes().to_vec(),
         extra: vec![
@@ -242,17 +293,16 @@ fn exchange(
         environ,
     };
     ch.send(&Frame::RequestHead(head))?;
-    let mut body = vec![0u8; BODY_CHUNK];
+    let mut body = Vec::new();
     loop {
         let Some(frame) = ch.recv()? else {
-            return Err(ProtocolError::UnexpectedEof(
-                super::protocol::EofPhase::BeforeResponseHead,
-            ));
+            return Err(ProtocolError::UnexpectedEof(EofPhase::BeforeResponseHead));
         };
         match frame {
             Frame::Ready => {}
-            Frame::Reject(reject) => return Ok(refused(r, f, *pid, &reject)),
+            Frame::Reject(reject) => return Ok(refused(r, f, pid, &reject)),
             Frame::Credit(_) => {
+                body.resize(BODY_CHUNK, 0);
                 if let Some(done) = send_body(r, ch, &mut body)? {
                     return Ok(done);
                 }
@@ -266,7 +316,8 @@ fn exchange(
                 let headers: Vec<(String, String)> = headers.iter().map(|(n, v)| (latin1(n), latin1(v))).collect();
                 r.set_response_head(status, &status_line, &headers);
             }
-            Frame::ResponseBody(data) if r.write(&data, true).is_err() => {
+            // Flushed to the client when no further frame is already waiting.
+            Frame::ResponseBody(data) if r.write(&data, !ch.has_frame_buffered()).is_err() => {
                 r.log(
                     Level::Debug,
                     "client closed the connection; abandoning the daemon response",
@@ -289,7 +340,7 @@ fn exchange(
                 if ch.session.response_started() {
                     r.log(
                         Level::Error,
-                        &format!("{}: response aborted: {}", describe(*pid, &f.group.name), abort.message),
+                        &format!("{}: response aborted: {}", describe(pid, &f.group.name), abort.message),
                     );
                     r.abort();
                     return Ok(Attempt::Done(HandlerOutcome::Done));

@@ -30,11 +30,12 @@ fn io_error(e: ProtocolError) -> io::Error {
 
 impl<'c> DaemonExchange<'c> {
     pub fn new(channel: &'c mut Channel<DaemonSession>, head: &'c RequestHead) -> Self {
+        let body_done = channel.session.body_ended();
         DaemonExchange {
             channel: RefCell::new(channel),
             head,
             pending: RefCell::new(Vec::new()),
-            body_done: Cell::new(false),
+            body_done: Cell::new(body_done),
             broken: Cell::new(false),
         }
     }

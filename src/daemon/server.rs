@@ -9,6 +9,7 @@ use super::protocol::{
     Abort, AbortCode, DaemonSession, Frame, HelloAck, Reject, RejectCode, RequestHead, PROTOCOL_VERSION,
 };
 use super::supervisor::{self, DaemonPlan};
+use crate::apache::poll::{Epoll, Watch};
 use crate::apache::process::{self, wait_readable};
 use crate::apache::registry;
 use crate::apache::{self, Server};
@@ -16,9 +17,11 @@ use crate::config::PythonHome;
 use crate::log::Level;
 use crate::python;
 use crate::wsgi::{self, EnvironInfo, Outcome, ScriptCall};
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +30,8 @@ use std::time::{Duration, Instant};
 /// Apache children waiting for them are ended after 1 s themselves, so a
 /// response could not be delivered later anyway.
 const STOP_GRACE: Duration = Duration::from_millis(1000);
+/// How long a new connection may take to send HELLO.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Shared {
     plan: Arc<DaemonPlan>,
@@ -44,8 +49,11 @@ struct Shared {
     requests: AtomicU64,
     last_activity_ms: AtomicU64,
     started: Instant,
-    /// Read end of a pipe written to (never read) to wake request threads.
-    wake_fd: i32,
+    /// Request threads wait here for new connections, requests on parked
+    /// connections, and the stop pipe.
+    epoll: Epoll,
+    parked: Mutex<HashMap<u64, Conn>>,
+    next_token: AtomicU64,
     recycle_fd: i32,
 }
 
@@ -117,6 +125,7 @@ pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>, slot: u32) -> ! {
     }
     let (wake_read, wake_write) = std::io::pipe().unwrap_or_else(|_| process::exit_now(1));
     let (recycle_read, recycle_write) = std::io::pipe().unwrap_or_else(|_| process::exit_now(1));
+    let epoll = Epoll::new().unwrap_or_else(|_| process::exit_now(1));
     let shared = Arc::new(Shared {
         plan: Arc::clone(plan),
         apache_version: wsgi::parse_version(apache::server_description().strip_prefix("Apache/").unwrap_or_default()),
@@ -130,10 +139,18 @@ pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>, slot: u32) -> ! {
         requests: AtomicU64::new(0),
         last_activity_ms: AtomicU64::new(0),
         started: Instant::now(),
-        wake_fd: wake_read.as_raw_fd(),
+        epoll,
+        parked: Mutex::new(HashMap::new()),
+        next_token: AtomicU64::new(WAKE + 1),
         recycle_fd: recycle_write.as_raw_fd(),
     });
-    if let Err(e) = shared.listener.set_nonblocking(true) {
+    let watched = shared.listener.set_nonblocking(true).and_then(|()| {
+        shared
+            .epoll
+            .add(shared.listener.as_raw_fd(), LISTENER, Watch::Exclusive)?;
+        shared.epoll.add(wake_read.as_raw_fd(), WAKE, Watch::Level)
+    });
+    if let Err(e) = watched {
         log(
             &format!("WSGI daemon process {pid}: cannot use the listening socket: {e}"),
             Level::Error,
@@ -154,7 +171,8 @@ pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>, slot: u32) -> ! {
     }
     let grace = control_loop(&shared, &signals, recycle_read.as_raw_fd());
     shared.stopping.store(true, Ordering::Release);
-    drop(wake_write); // wakes every request thread's poll
+    drop(wake_write); // wakes every request thread
+    close_parked(&shared);
     let mut deadline = Instant::now() + grace;
     let stop_grace = STOP_GRACE.min(group.shutdown_timeout);
     while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
@@ -221,44 +239,103 @@ fn control_loop(shared: &Shared, signals: &std::io::PipeReader, recycle_fd: i32)
     }
 }
 
+/// epoll tokens: the listener, the stop pipe, then one per connection.
+const LISTENER: u64 = 0;
+const WAKE: u64 = 1;
+
+/// A connection between requests: parked in epoll until its next request
+/// arrives, so idle connections kept by Apache children pin no thread.
+struct Conn {
+    channel: Channel<DaemonSession>,
+    token: u64,
+    watched: bool,
+}
+
 fn request_thread(shared: &Shared) {
-    let listen_fd = shared.listener.as_raw_fd();
     loop {
-        let ready = wait_readable(&[listen_fd, shared.wake_fd], 1000);
-        if shared.stopping.load(Ordering::Acquire) || ready[1] {
+        let token = shared.epoll.wait_one(1000);
+        if shared.stopping.load(Ordering::Acquire) {
             return;
         }
-        if !ready[0] {
-            continue;
-        }
-        // The listener is non-blocking: several threads (and processes) may race for one connection.
-        let stream = match shared.listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => {
-                log(
-                    &format!("WSGI daemon process {}: accept failed: {e}", std::process::id()),
-                    Level::Warning,
-                );
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
+        match token {
+            None => {}
+            Some(WAKE) => return,
+            Some(LISTENER) => {
+                if let Some(conn) = accept(shared) {
+                    serve(shared, conn);
+                }
             }
-        };
+            Some(token) => {
+                let conn = shared.parked.lock().remove(&token);
+                if let Some(conn) = conn {
+                    serve(shared, conn);
+                }
+            }
+        }
+    }
+}
+
+/// Serves requests on `conn` while they are already waiting, then parks it.
+fn serve(shared: &Shared, mut conn: Conn) {
+    loop {
         shared.active.fetch_add(1, Ordering::AcqRel);
-        serve_connection(shared, stream);
+        let reusable = serve_request(shared, &mut conn.channel);
         shared
             .last_activity_ms
             .store(shared.started.elapsed().as_millis() as u64, Ordering::Relaxed);
         shared.active.fetch_sub(1, Ordering::AcqRel);
+        if !reusable || shared.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        if !conn.channel.has_frame_buffered() {
+            break;
+        }
+    }
+    let fd = conn.channel.stream.as_raw_fd();
+    let (token, first) = (conn.token, !conn.watched);
+    conn.watched = true;
+    {
+        let mut parked = shared.parked.lock();
+        // Checked under the lock: `close_parked` empties the table after setting it.
+        if shared.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        parked.insert(token, conn);
+    }
+    let armed = if first {
+        shared.epoll.add(fd, token, Watch::OneShot)
+    } else {
+        shared.epoll.rearm(fd, token)
+    };
+    if armed.is_err() {
+        shared.parked.lock().remove(&token);
     }
 }
 
-fn serve_connection(shared: &Shared, stream: UnixStream) {
-    let plan = &shared.plan;
+/// Closes every parked connection (the daemon is stopping): their clients
+/// see EOF at once and send their next request elsewhere.
+fn close_parked(shared: &Shared) {
+    shared.parked.lock().clear();
+}
+
+/// Accepts one connection and does the handshake.
+fn accept(shared: &Shared) -> Option<Conn> {
     let pid = std::process::id();
-    if stream.set_nonblocking(false).is_err() {
-        return;
-    }
+    // The listener is non-blocking: other processes may race for one connection.
+    let stream = match shared.listener.accept() {
+        Ok((stream, _)) => stream,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+        Err(e) => {
+            log(
+                &format!("WSGI daemon process {pid}: accept failed: {e}"),
+                Level::Warning,
+            );
+            std::thread::sleep(Duration::from_millis(50));
+            return None;
+        }
+    };
+    let plan = &shared.plan;
+    stream.set_nonblocking(false).ok()?;
     match process::peer_uid(&stream) {
         Ok(uid) if uid == plan.client_uid || uid == 0 => {}
         Ok(uid) => {
@@ -266,10 +343,12 @@ fn serve_connection(shared: &Shared, stream: UnixStream) {
                 &format!("WSGI daemon process {pid}: refused a connection from uid {uid}"),
                 Level::Warning,
             );
-            return;
+            return None;
         }
-        Err(_) => return,
+        Err(_) => return None,
     }
+    // Apache children send HELLO right after connecting; do not let a silent peer hold a thread.
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).ok()?;
     let mut channel = Channel::new(stream, DaemonSession::new());
     match channel.recv() {
         Ok(Some(Frame::Hello(_))) => {}
@@ -279,57 +358,63 @@ fn serve_connection(shared: &Shared, stream: UnixStream) {
                 message: format!("protocol version {v} is not supported; this daemon speaks {PROTOCOL_VERSION}"),
             }));
             let _ = channel.flush();
-            return;
+            return None;
         }
-        _ => return,
+        _ => return None,
     }
+    channel.stream.set_read_timeout(None).ok()?;
     let ack = HelloAck {
         pid,
         generation: plan.generation as u64,
     };
-    if channel.send(&Frame::HelloAck(ack)).is_err() {
-        return;
+    channel.send(&Frame::HelloAck(ack)).ok()?;
+    Some(Conn {
+        channel,
+        token: shared.next_token.fetch_add(1, Ordering::Relaxed),
+        watched: false,
+    })
+}
+
+/// Reads the next REQUEST_HEAD and serves it; true if the connection can carry another.
+fn serve_request(shared: &Shared, channel: &mut Channel<DaemonSession>) -> bool {
+    let plan = &shared.plan;
+    let pid = std::process::id();
+    let head = match channel.recv() {
+        Ok(Some(Frame::RequestHead(head))) => head,
+        _ => return false,
+    };
+    // Count the request when it is accepted, so maximum-requests holds with many threads.
+    let number = shared.requests.fetch_add(1, Ordering::AcqRel) + 1;
+    let limit = shared.request_limit;
+    if shared.stopping.load(Ordering::Acquire) || (limit > 0 && number > limit) {
+        let _ = channel.send(&Frame::Reject(Reject {
+            code: RejectCode::SHUTTING_DOWN,
+            message: "daemon process is stopping".into(),
+        }));
+        let _ = channel.flush();
+        return false;
     }
-    loop {
-        let head = match channel.recv() {
-            Ok(Some(Frame::RequestHead(head))) => head,
-            _ => return,
-        };
-        // Count the request when it is accepted, so maximum-requests holds with many threads.
-        let number = shared.requests.fetch_add(1, Ordering::AcqRel) + 1;
-        let limit = shared.request_limit;
-        if shared.stopping.load(Ordering::Acquire) || (limit > 0 && number > limit) {
-            let _ = channel.send(&Frame::Reject(Reject {
-                code: RejectCode::SHUTTING_DOWN,
-                message: "daemon process is stopping".into(),
-            }));
-            let _ = channel.flush();
-            return;
-        }
-        // READY must be out before the app runs: it tells the client the request can no longer be retried.
-        if channel.send(&Frame::Ready).and_then(|()| channel.flush()).is_err() {
-            return;
-        }
-        if limit > 0 && number == limit {
-            // The last one: take no more connections (other threads too) and
-            // let the control loop drain once it is served.
-            shared.stopping.store(true, Ordering::Release);
-        }
-        let reusable = handle_request(shared, &mut channel, &head);
-        if limit > 0 && number == limit {
-            log(
-                &format!(
-                    "WSGI daemon process {pid} of group '{}' reached maximum-requests={limit}; recycling",
-                    plan.group.name
-                ),
-                Level::Info,
-            );
-            process::close_fd(shared.recycle_fd);
-        }
-        if !reusable || shared.stopping.load(Ordering::Acquire) {
-            return;
-        }
+    // READY must be out before the app runs: it tells the client the request can no longer be retried.
+    if channel.send(&Frame::Ready).and_then(|()| channel.flush()).is_err() {
+        return false;
     }
+    if limit > 0 && number == limit {
+        // The last one: take no more connections (other threads too) and
+        // let the control loop drain once it is served.
+        shared.stopping.store(true, Ordering::Release);
+    }
+    let reusable = handle_request(shared, channel, &head);
+    if limit > 0 && number == limit {
+        log(
+            &format!(
+                "WSGI daemon process {pid} of group '{}' reached maximum-requests={limit}; recycling",
+                plan.group.name
+            ),
+            Level::Info,
+        );
+        process::close_fd(shared.recycle_fd);
+    }
+    reusable
 }
 
 fn extra<'h>(head: &'h RequestHead, key: &[u8]) -> Option<&'h [u8]> {

@@ -88,8 +88,11 @@ impl Default for Limits {
 /// decoded; [`super::read_frame`] only feeds more when less than one frame is buffered.
 #[derive(Debug, Default)]
 pub struct Decoder {
+    /// Bytes `pos..end` are fed and not yet decoded; the rest of `buf` is room
+    /// for the next read (kept initialised, so reads do not zero it again).
     buf: Vec<u8>,
     pos: usize,
+    end: usize,
     limits: Limits,
 }
 
@@ -102,6 +105,7 @@ impl Decoder {
         Decoder {
             buf: Vec::new(),
             pos: 0,
+            end: 0,
             limits,
         }
     }
@@ -118,17 +122,18 @@ impl Decoder {
     /// Appends received bytes.
     pub fn feed(&mut self, data: &[u8]) {
         self.compact();
-        self.buf.extend_from_slice(data);
+        self.room(data.len()).copy_from_slice(data);
+        self.end += data.len();
     }
 
     /// Bytes fed and not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.pos
+        self.end - self.pos
     }
 
     /// The next complete frame, `Ok(None)` if more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, ProtocolError> {
-        let avail = &self.buf[self.pos..];
+        let avail = &self.buf[self.pos..self.end];
         let Some(len) = self.header(avail)? else {
             return Ok(None);
         };
@@ -138,9 +143,13 @@ impl Decoder {
         }
         let frame = decode_payload(avail[0], &avail[HEADER_LEN..end], &self.limits)?;
         self.pos += end;
-        if self.pos == self.buf.len() {
-            self.buf.clear();
+        if self.pos == self.end {
             self.pos = 0;
+            self.end = 0;
+            if self.buf.len() > READ_CHUNK_MAX {
+                // A big frame passed: do not keep its buffer for the connection's lifetime.
+                self.buf = Vec::new();
+            }
         }
         Ok(Some(frame))
     }
@@ -148,7 +157,7 @@ impl Decoder {
     /// Bytes still missing before the frame at the front can be decoded (0 if it can be).
     /// Fails like [`Decoder::next_frame`] on a bad header.
     pub fn missing(&self) -> Result<usize, ProtocolError> {
-        let avail = &self.buf[self.pos..];
+        let avail = &self.buf[self.pos..self.end];
         Ok(match self.header(avail)? {
             None => HEADER_LEN - avail.len(),
             Some(len) => (HEADER_LEN + len).saturating_sub(avail.len()),
@@ -167,12 +176,18 @@ impl Decoder {
     pub fn fill_from<R: Read + ?Sized>(&mut self, r: &mut R) -> io::Result<usize> {
         let want = self.missing().unwrap_or(0).clamp(READ_CHUNK, READ_CHUNK_MAX);
         self.compact();
-        let old = self.buf.len();
-        self.buf.resize(old + want, 0);
-        let res = r.read(&mut self.buf[old..]);
-        let got = *res.as_ref().unwrap_or(&0);
-        self.buf.truncate(old + got.min(want));
+        let res = r.read(self.room(want));
+        self.end += *res.as_ref().unwrap_or(&0).min(&want);
         res
+    }
+
+    /// `len` bytes of room after the fed data (grown, and zeroed once, when short).
+    fn room(&mut self, len: usize) -> &mut [u8] {
+        let want = self.end + len;
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        &mut self.buf[self.end..want]
     }
 
     /// Validates the header at the front of `avail`; its payload length if complete.
@@ -192,8 +207,9 @@ impl Decoder {
     }
 
     fn compact(&mut self) {
-        if self.pos > 0 && (self.pos == self.buf.len() || self.pos >= COMPACT_MIN) {
-            self.buf.drain(..self.pos);
+        if self.pos > 0 && (self.pos == self.end || self.pos >= COMPACT_MIN) {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.pos = 0;
         }
     }

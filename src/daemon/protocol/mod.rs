@@ -41,6 +41,7 @@
 //!              either: ABORT ends the exchange and the connection
 //! ```
 //!
+//! * A REQUEST_HEAD declaring a length of 0 has no body: no BODY or BODY_END follows it.
 //! * The client sends nothing after REQUEST_HEAD until READY, and no body byte it has no
 //!   credit for, so an upload streams with bounded buffering. The two directions run
 //!   concurrently: the response may start before the body has ended.

@@ -58,9 +58,12 @@ struct BodyFlow {
 }
 
 impl BodyFlow {
+    /// A declared length of 0 means no body at all: it is ended from the start
+    /// and no BODY or BODY_END frame follows (saves a frame per bodiless request).
     fn new(declared: Option<u64>) -> BodyFlow {
         BodyFlow {
             declared,
+            ended: declared == Some(0),
             ..BodyFlow::default()
         }
     }

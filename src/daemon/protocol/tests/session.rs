@@ -11,7 +11,7 @@ fn handshake_and_reused_connection() {
     assert_eq!(l.client.daemon(), Some(&HelloAck { pid: 99, generation: 3 }));
     for i in 1..=3u64 {
         assert!(l.client.is_idle() && l.daemon.is_idle());
-        l.c(request(Some(0))).unwrap();
+        l.c(request(None)).unwrap();
         assert_eq!(
             (l.client.phase(), l.daemon.phase()),
             (ClientPhase::AwaitingReady, DaemonPhase::HeadReceived)
@@ -37,6 +37,24 @@ fn handshake_and_reused_connection() {
         (l.client.phase(), l.daemon.phase()),
         (ClientPhase::Closed, DaemonPhase::Closed)
     );
+}
+
+#[test]
+fn zero_length_request_has_no_body_frames() {
+    let mut l = Link::connected();
+    for _ in 0..2 {
+        l.c(request(Some(0))).unwrap();
+        assert!(l.client.body_ended() && l.daemon.body_ended());
+        l.d(Frame::Ready).unwrap();
+        assert!(matches!(
+            l.client.clone().on_send(&Frame::BodyEnd),
+            Err(ProtocolError::UnexpectedFrame { .. })
+        ));
+        l.d(head(200)).unwrap();
+        l.d(Frame::ResponseEnd).unwrap();
+        // Idle at once on both sides: no BODY_END round trip.
+        assert!(l.client.is_idle() && l.daemon.is_idle());
+    }
 }
 
 #[test]
