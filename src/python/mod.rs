@@ -8,6 +8,7 @@ mod native;
 mod object;
 mod runtime;
 mod script;
+mod strings;
 
 pub use error::PyException;
 pub use interpreter::{allow_threads, get_or_create};
@@ -15,3 +16,4 @@ pub use native::{Args, CallTarget, InputTarget, LineTarget, NativeTypes, Scope};
 pub use object::{ErrorKind, FillError, Gil, Obj, PyResult, Raised};
 pub use runtime::{finalize, initialize, setup_interpreter, start_exit_watchdog, Options};
 pub use script::{load, LoadError};
+pub use strings::Cache;

@@ -301,12 +301,6 @@ impl<'py> Obj<'py> {
         check(unsafe { ffi::PyDict_SetItem(self.as_ptr(), key.as_ptr(), value.as_ptr()) })
     }
 
-    pub fn dict_set_str(&self, key: &str, value: &Obj<'py>) -> PyResult<()> {
-        let key = cstring(key);
-        // SAFETY: attached; self is a dict.
-        check(unsafe { ffi::PyDict_SetItemString(self.as_ptr(), key.as_ptr(), value.as_ptr()) })
-    }
-
     pub fn dict_get_str(&self, key: &str) -> Option<Obj<'py>> {
         let key = cstring(key);
         // SAFETY: attached; self is a dict; the result is borrowed.

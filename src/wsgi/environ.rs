@@ -2,7 +2,7 @@
 //! `wsgi.*` and `mod_wsgi.*` keys.
 
 use super::Transport;
-use crate::python::{Gil, Obj, PyResult};
+use crate::python::{Cache, Gil, Obj, PyResult};
 
 /// Facts about this request's handler that appear in the environ.
 pub struct EnvironInfo<'a> {
@@ -47,6 +47,7 @@ pub fn script_name(uri: &str, path_info: &str) -> String {
 
 pub fn build<'py>(
     gil: Gil<'py>,
+    cache: &Cache,
     t: &dyn Transport,
     info: &EnvironInfo<'_>,
     input: &Obj<'py>,
@@ -56,15 +57,19 @@ pub fn build<'py>(
     let environ = gil.dict()?;
     let mut failed = None;
     let mut https = false;
+    let (mut has_query, mut has_path_info) = (false, false);
     t.cgi_vars(&mut |key, value| {
         if failed.is_some() {
             return;
         }
-        if key == b"HTTPS" && value.eq_ignore_ascii_case(b"on") {
-            https = true;
+        match key {
+            b"HTTPS" => https = value.eq_ignore_ascii_case(b"on"),
+            b"QUERY_STRING" => has_query = true,
+            b"PATH_INFO" => has_path_info = true,
+            _ => {}
         }
-        let result = gil
-            .str_latin1(key)
+        let result = cache
+            .str(gil, key)
             .and_then(|k| gil.str_latin1(value).and_then(|v| environ.dict_set(&k, &v)));
         if let Err(e) = result {
             failed = Some(e);
@@ -73,35 +78,38 @@ pub fn build<'py>(
     if let Some(e) = failed {
         return Err(e);
     }
-    if environ.dict_get_str("QUERY_STRING").is_none() {
-        environ.dict_set_str("QUERY_STRING", &gil.str("")?)?;
+    let set = |key: &str, value: &Obj<'py>| environ.dict_set(&cache.str(gil, key.as_bytes())?, value);
+    let text = |value: &str| cache.str(gil, value.as_bytes());
+    if !has_query {
+        set("QUERY_STRING", &text("")?)?;
     }
-    if environ.dict_get_str("PATH_INFO").is_none() {
-        environ.dict_set_str("PATH_INFO", &gil.str("")?)?;
+    if !has_path_info {
+        set("PATH_INFO", &text("")?)?;
     }
-    let version = gil.tuple(&[&gil.int(1)?, &gil.int(0)?])?;
-    environ.dict_set_str("wsgi.version", &version)?;
-    environ.dict_set_str("wsgi.url_scheme", &gil.str(if https { "https" } else { "http" })?)?;
-    environ.dict_set_str("wsgi.input", input)?;
-    environ.dict_set_str("wsgi.errors", errors)?;
-    environ.dict_set_str("wsgi.multithread", &gil.bool(info.multithread))?;
-    environ.dict_set_str("wsgi.multiprocess", &gil.bool(info.multiprocess))?;
-    environ.dict_set_str("wsgi.run_once", &gil.bool(false))?;
-    environ.dict_set_str("wsgi.input_terminated", &gil.bool(true))?;
-    environ.dict_set_str("wsgi.file_wrapper", file_wrapper)?;
-    environ.dict_set_str("mod_wsgi.process_group", &gil.str(info.process_group)?)?;
-    environ.dict_set_str("mod_wsgi.application_group", &gil.str(info.application_group)?)?;
-    environ.dict_set_str("mod_wsgi.callable_object", &gil.str("handle_request")?)?;
-    environ.dict_set_str("mod_wsgi.handler_script", &gil.str(info.handler_script)?)?;
-    environ.dict_set_str("mod_wsgi.request_handler", &gil.str(info.request_handler)?)?;
-    environ.dict_set_str(
-        "mod_wsgi.version",
-        &version_tuple(gil, parse_version(env!("CARGO_PKG_VERSION")))?,
-    )?;
-    environ.dict_set_str("apache.version", &version_tuple(gil, info.apache_version)?)?;
-    environ.dict_set_str(
+    let wsgi_version = cache.constant(gil, "wsgi.version", || gil.tuple(&[&gil.int(1)?, &gil.int(0)?]))?;
+    set("wsgi.version", &wsgi_version)?;
+    set("wsgi.url_scheme", &text(if https { "https" } else { "http" })?)?;
+    set("wsgi.input", input)?;
+    set("wsgi.errors", errors)?;
+    set("wsgi.multithread", &gil.bool(info.multithread))?;
+    set("wsgi.multiprocess", &gil.bool(info.multiprocess))?;
+    set("wsgi.run_once", &gil.bool(false))?;
+    set("wsgi.input_terminated", &gil.bool(true))?;
+    set("wsgi.file_wrapper", file_wrapper)?;
+    set("mod_wsgi.process_group", &text(info.process_group)?)?;
+    set("mod_wsgi.application_group", &text(info.application_group)?)?;
+    set("mod_wsgi.callable_object", &text("handle_request")?)?;
+    set("mod_wsgi.handler_script", &text(info.handler_script)?)?;
+    set("mod_wsgi.request_handler", &text(info.request_handler)?)?;
+    let version = cache.constant(gil, "mod_wsgi.version", || {
+        version_tuple(gil, parse_version(env!("CARGO_PKG_VERSION")))
+    })?;
+    set("mod_wsgi.version", &version)?;
+    let apache = cache.constant(gil, "apache.version", || version_tuple(gil, info.apache_version))?;
+    set("apache.version", &apache)?;
+    set(
         "mod_wsgi.script_reloading",
-        &gil.str(if info.script_reloading { "1" } else { "0" })?,
+        &text(if info.script_reloading { "1" } else { "0" })?,
     )?;
     Ok(environ)
 }

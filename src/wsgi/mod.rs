@@ -81,7 +81,7 @@ pub fn serve<'py>(
         let errors = scope.log(types, &errors)?;
         let start_response = scope.callable(types, &exchange, response::START_RESPONSE)?;
         exchange.set_write(scope.callable(types, &exchange, response::WRITE)?);
-        let environ = environ::build(gil, t, info, &input, &errors, &types.file_wrapper(gil))?;
+        let environ = environ::build(gil, &types.cache, t, info, &input, &errors, &types.file_wrapper(gil))?;
         Ok::<_, Raised>((environ, start_response))
     })();
     let (environ, start_response) = match prepared {

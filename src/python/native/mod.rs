@@ -97,6 +97,8 @@ pub struct NativeTypes {
     file_wrapper: usize,
     /// `mod_wsgi_rs.ClientDisconnected`, an OSError subclass.
     disconnected: usize,
+    /// Environ keys and constants of this interpreter.
+    pub cache: super::Cache,
 }
 
 fn method(name: &'static CStr, meth: ffi::PyCFunction, flags: c_int) -> ffi::PyMethodDef {
@@ -232,6 +234,7 @@ impl NativeTypes {
             log,
             file_wrapper,
             disconnected: disconnected as usize,
+            cache: super::Cache::default(),
         })
     }
 
