@@ -48,6 +48,8 @@ struct Shared {
     active: AtomicUsize,
     requests: AtomicU64,
     last_activity_ms: AtomicU64,
+    /// Per request thread: when its current request began (ms since `started`), 0 if idle.
+    busy_since_ms: Vec<AtomicU64>,
     started: Instant,
     /// Request threads wait here for new connections, requests on parked
     /// connections, and the stop pipe.
@@ -55,6 +57,30 @@ struct Shared {
     parked: Mutex<HashMap<u64, Conn>>,
     next_token: AtomicU64,
     recycle_fd: i32,
+}
+
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// How long each current request has been running.
+    fn request_ages(&self) -> impl Iterator<Item = Duration> + '_ {
+        let now = self.now_ms();
+        self.busy_since_ms
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .filter(|&since| since > 0)
+            .map(move |since| Duration::from_millis(now.saturating_sub(since)))
+    }
+
+    /// Requests running longer than request-timeout.
+    fn overdue_requests(&self) -> usize {
+        self.plan
+            .group
+            .request_timeout
+            .map_or(0, |limit| self.request_ages().filter(|&age| age > limit).count())
+    }
 }
 
 fn log(message: &str, level: Level) {
@@ -138,6 +164,7 @@ pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>, slot: u32) -> ! {
         active: AtomicUsize::new(0),
         requests: AtomicU64::new(0),
         last_activity_ms: AtomicU64::new(0),
+        busy_since_ms: (0..group.threads).map(|_| AtomicU64::new(0)).collect(),
         started: Instant::now(),
         epoll,
         parked: Mutex::new(HashMap::new()),
@@ -161,7 +188,7 @@ pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>, slot: u32) -> ! {
         let shared = Arc::clone(&shared);
         let spawned = std::thread::Builder::new()
             .name(format!("wsgi-rs-req-{i}"))
-            .spawn(move || request_thread(&shared));
+            .spawn(move || request_thread(&shared, i as usize));
         if let Err(e) = spawned {
             log(
                 &format!("WSGI daemon process {pid}: cannot start request thread: {e}"),
@@ -175,7 +202,8 @@ pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>, slot: u32) -> ! {
     close_parked(&shared);
     let mut deadline = Instant::now() + grace;
     let stop_grace = STOP_GRACE.min(group.shutdown_timeout);
-    while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+    // Requests over request-timeout are not waited for: they are why we stop.
+    while shared.active.load(Ordering::Acquire) > shared.overdue_requests() && Instant::now() < deadline {
         // A stop signal while draining (Apache stopping after a restart began) shortens the wait.
         if wait_readable(&[signals.as_raw_fd()], 10)[0] && stop_signal(&signals) {
             deadline = deadline.min(Instant::now() + stop_grace);
@@ -222,6 +250,25 @@ fn control_loop(shared: &Shared, signals: &std::io::PipeReader, recycle_fd: i32)
         if ready[2] {
             return group.graceful_timeout;
         }
+        if let Some(limit) = group.request_timeout {
+            // A request thread stuck in the app cannot be interrupted: replace
+            // the process (others finish within shutdown-timeout) so the group
+            // does not end up with every thread stuck.
+            let longest = shared.request_ages().max().unwrap_or_default();
+            if longest > limit {
+                log(
+                    &format!(
+                        "WSGI daemon process {} of group '{}': a request has run for {}s, over request-timeout={}s; restarting the process",
+                        std::process::id(),
+                        group.name,
+                        longest.as_secs(),
+                        limit.as_secs()
+                    ),
+                    Level::Error,
+                );
+                return group.shutdown_timeout;
+            }
+        }
         if let Some(idle) = group.inactivity_timeout {
             let last = Duration::from_millis(shared.last_activity_ms.load(Ordering::Relaxed));
             if shared.active.load(Ordering::Acquire) == 0 && shared.started.elapsed().saturating_sub(last) >= idle {
@@ -251,7 +298,7 @@ struct Conn {
     watched: bool,
 }
 
-fn request_thread(shared: &Shared) {
+fn request_thread(shared: &Shared, index: usize) {
     loop {
         let token = shared.epoll.wait_one(1000);
         if shared.stopping.load(Ordering::Acquire) {
@@ -262,13 +309,13 @@ fn request_thread(shared: &Shared) {
             Some(WAKE) => return,
             Some(LISTENER) => {
                 if let Some(conn) = accept(shared) {
-                    serve(shared, conn);
+                    serve(shared, conn, index);
                 }
             }
             Some(token) => {
                 let conn = shared.parked.lock().remove(&token);
                 if let Some(conn) = conn {
-                    serve(shared, conn);
+                    serve(shared, conn, index);
                 }
             }
         }
@@ -276,13 +323,14 @@ fn request_thread(shared: &Shared) {
 }
 
 /// Serves requests on `conn` while they are already waiting, then parks it.
-fn serve(shared: &Shared, mut conn: Conn) {
+fn serve(shared: &Shared, mut conn: Conn, index: usize) {
     loop {
         shared.active.fetch_add(1, Ordering::AcqRel);
+        let busy = &shared.busy_since_ms[index];
+        busy.store(shared.now_ms().max(1), Ordering::Relaxed);
         let reusable = serve_request(shared, &mut conn.channel);
-        shared
-            .last_activity_ms
-            .store(shared.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        busy.store(0, Ordering::Relaxed);
+        shared.last_activity_ms.store(shared.now_ms(), Ordering::Relaxed);
         shared.active.fetch_sub(1, Ordering::AcqRel);
         if !reusable || shared.stopping.load(Ordering::Acquire) {
             return;

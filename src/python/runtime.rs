@@ -27,6 +27,14 @@ fn log(level: Level, message: &str) {
     }
 }
 
+/// Ends a process the application forked (`os.fork`) that came back into
+/// the request: logs why, then `_exit`, running no exit handlers.
+pub fn leave_forked_child(message: &str) -> ! {
+    log(Level::Warning, message);
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(0) }
+}
+
 /// What `initialize` needs to know.
 pub struct Options<'a> {
     /// `sys.executable`-like program name; steers where Python finds its library.

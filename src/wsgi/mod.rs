@@ -4,6 +4,7 @@
 
 mod environ;
 mod file;
+mod fork;
 mod headers;
 mod input;
 mod response;
@@ -72,6 +73,8 @@ pub fn serve<'py>(
     t: &dyn Transport,
     info: &EnvironInfo<'_>,
 ) -> Outcome {
+    let guard = fork::ForkGuard::new(t);
+    let t: &dyn Transport = &guard;
     let reader = BodyReader::new(t);
     let errors = ErrorsStream(t);
     let exchange = Exchange::new(t, types);
@@ -98,5 +101,7 @@ pub fn serve<'py>(
     };
     let outcome = exchange.run(gil, app, &environ, &start_response, info.handler_script);
     drop(scope);
+    // A forked child whose response needed no transport call must not return to Apache either.
+    guard.check();
     outcome
 }

@@ -377,6 +377,11 @@ impl CallTarget for Exchange<'_, '_> {
     }
 }
 
+/// Limits on what start_response accepts, the same in both modes (and below
+/// what the daemon protocol carries): no client or proxy takes more.
+const MAX_RESPONSE_HEADERS: usize = 1000;
+const MAX_RESPONSE_HEAD_BYTES: usize = 256 * 1024;
+
 fn validate<'py>(gil: Gil<'py>, status: &Obj<'py>, headers: &Obj<'py>) -> PyResult<Head> {
     let bad = |message: String| Err(gil.raise(ErrorKind::Value, &message));
     let Some(status_text) = status.as_str().filter(|_| status.is_str()) else {
@@ -398,9 +403,16 @@ fn validate<'py>(gil: Gil<'py>, status: &Obj<'py>, headers: &Obj<'py>) -> PyResu
             ),
         ));
     }
-    let mut out = Vec::with_capacity(headers.sequence_len());
+    let count = headers.sequence_len();
+    if count > MAX_RESPONSE_HEADERS {
+        return bad(format!(
+            "too many response headers: {count} (limit {MAX_RESPONSE_HEADERS})"
+        ));
+    }
+    let mut out = Vec::with_capacity(count);
     let mut content_length = None;
-    for i in 0..headers.sequence_len() {
+    let mut head_bytes = status_text.len();
+    for i in 0..count {
         let Some(item) = headers.sequence_item(i) else { break };
         let pair = (item.is_tuple() && item.sequence_len() == 2)
             .then(|| (item.sequence_item(0), item.sequence_item(1)))
@@ -422,6 +434,12 @@ fn validate<'py>(gil: Gil<'py>, status: &Obj<'py>, headers: &Obj<'py>) -> PyResu
         };
         if let Err(message) = check_header(n, v) {
             return bad(message);
+        }
+        head_bytes += n.len() + v.len() + 4;
+        if head_bytes > MAX_RESPONSE_HEAD_BYTES {
+            return bad(format!(
+                "response headers too large: over {MAX_RESPONSE_HEAD_BYTES} bytes (at header {n:?})"
+            ));
         }
         if n.eq_ignore_ascii_case("content-length") {
             match (content_length, v.parse::<u64>()) {
