@@ -5,8 +5,8 @@
 
 use super::channel::Channel;
 use super::protocol::{
-    Abort, AbortCode, ClientPhase, ClientSession, EofPhase, Frame, FrameType, Hello, LogLevel, ProtocolError, Reject,
-    RequestHead, ResponseHead,
+    Abort, AbortCode, ClientPhase, ClientSession, EofPhase, Frame, FrameType, Hello, LogLevel, PairBlock,
+    ProtocolError, Reject, RequestHead, ResponseHead,
 };
 use crate::apache::process::wait_readable;
 use crate::apache::{HandlerOutcome, Request};
@@ -272,8 +272,8 @@ fn exchange(r: &Request<'_>, f: &Forward<'_>, ch: &mut Channel<ClientSession>) -
         }
     }
     let pid = ch.session.daemon().map_or(0, |d| d.pid);
-    let mut environ = Vec::new();
-    r.for_each_cgi_var(f.pass_authorization, |k, v| environ.push((k.to_vec(), v.to_vec())));
+    let mut environ = PairBlock::new();
+    r.for_each_cgi_var(f.pass_authorization, |k, v| environ.push(k, v));
     let head = RequestHead {
         content_length: r.body_length(),
         script: f.script.as_bytes().to_vec(),

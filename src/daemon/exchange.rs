@@ -107,7 +107,7 @@ impl<'c> DaemonExchange<'c> {
 
 impl Transport for DaemonExchange<'_> {
     fn cgi_vars(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
-        for (k, v) in &self.head.environ {
+        for (k, v) in self.head.environ.iter() {
             f(k, v);
         }
     }

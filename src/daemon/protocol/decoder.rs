@@ -7,6 +7,7 @@ use super::frame::{
     Abort, AbortCode, FileSegment, Frame, FrameType, Hello, HelloAck, Log, LogLevel, Pair, Reject, RejectCode,
     RequestHead, ResponseHead, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
 };
+use super::pairs::PairBlock;
 
 /// Smallest read [`Decoder::fill_from`] asks for.
 const READ_CHUNK: usize = 64 * 1024;
@@ -254,7 +255,7 @@ fn decode_payload(code: u8, payload: &[u8], limits: &Limits) -> Result<Frame, Pr
             let application_group = c.bytes("truncated application group")?;
             let extra = c.pairs(limits.max_request_items)?;
             let left = limits.max_request_items - extra.len() as u32;
-            let environ = c.pairs(left).map_err(|e| match e {
+            let environ = c.pair_block(left).map_err(|e| match e {
                 ProtocolError::TooManyItems { frame, count, .. } => ProtocolError::TooManyItems {
                     frame,
                     count: count.saturating_add(extra.len() as u32),
@@ -410,5 +411,26 @@ impl<'a> Cursor<'a> {
             pairs.push((key, value));
         }
         Ok(pairs)
+    }
+
+    /// Like `pairs`, but checks the items in place and keeps them as one block.
+    fn pair_block(&mut self, max: u32) -> Result<PairBlock, ProtocolError> {
+        let count = self.u32("truncated item count")?;
+        if count > max {
+            return Err(ProtocolError::TooManyItems {
+                frame: self.frame,
+                count,
+                max,
+            });
+        }
+        let start = self.buf;
+        for _ in 0..count {
+            let len = self.u32("truncated item name")? as usize;
+            self.take(len, "truncated item name")?;
+            let len = self.u32("truncated item value")? as usize;
+            self.take(len, "truncated item value")?;
+        }
+        let used = start.len() - self.buf.len();
+        Ok(PairBlock::from_encoded(&start[..used], count))
     }
 }

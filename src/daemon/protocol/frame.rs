@@ -3,6 +3,7 @@
 use std::fmt;
 
 use super::error::ProtocolError;
+use super::pairs::PairBlock;
 
 /// First bytes of HELLO and HELLO_ACK payloads.
 pub const MAGIC: [u8; 4] = *b"MWRS";
@@ -252,7 +253,7 @@ pub struct RequestHead {
     /// Wire-only key/values that never reach the app (room for future per-request settings).
     pub extra: Vec<Pair>,
     /// The WSGI environ's string items (latin-1 bytes), in order.
-    pub environ: Vec<Pair>,
+    pub environ: PairBlock,
 }
 
 /// Daemon → client: status and headers.
@@ -390,7 +391,8 @@ impl Frame {
                 self.put_bytes(out, &h.script)?;
                 self.put_bytes(out, &h.application_group)?;
                 self.put_pairs(out, &h.extra)?;
-                self.put_pairs(out, &h.environ)?;
+                self.put_len(out, h.environ.len())?;
+                out.extend_from_slice(h.environ.encoded());
             }
             Frame::Ready | Frame::BodyEnd | Frame::ResponseEnd => {}
             Frame::Credit(n) => out.extend_from_slice(&n.to_be_bytes()),

@@ -77,6 +77,7 @@
 mod decoder;
 mod error;
 mod frame;
+mod pairs;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -89,6 +90,7 @@ pub use frame::{
     Abort, AbortCode, FileSegment, Frame, FrameType, Hello, HelloAck, Log, LogLevel, Pair, Reject, RejectCode,
     RequestHead, ResponseHead, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
 };
+pub use pairs::PairBlock;
 pub use session::{ClientPhase, ClientSession, DaemonPhase, DaemonSession};
 
 /// Data frames up to this size are copied behind their header and written with one call.

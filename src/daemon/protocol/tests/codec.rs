@@ -236,7 +236,7 @@ fn item_count_limits() {
 
     let head = RequestHead {
         extra: pairs(4),
-        environ: pairs(6),
+        environ: pairs(6).into(),
         ..RequestHead::default()
     };
     assert!(decode_one(&Frame::RequestHead(head).to_bytes().unwrap(), limits)
@@ -244,7 +244,7 @@ fn item_count_limits() {
         .is_some());
     let head = RequestHead {
         extra: pairs(4),
-        environ: pairs(7),
+        environ: pairs(7).into(),
         ..RequestHead::default()
     };
     let err = decode_one(&Frame::RequestHead(head).to_bytes().unwrap(), limits).unwrap_err();

@@ -30,7 +30,8 @@ fn sample_frames() -> Vec<Frame> {
                 (b"REQUEST_METHOD".to_vec(), b"POST".to_vec()),
                 (b"QUERY_STRING".to_vec(), Vec::new()),
                 (b"HTTP_X_BIN".to_vec(), vec![0, 0xe9, 0xff, b'\n']),
-            ],
+            ]
+            .into(),
         }),
         Frame::Ready,
         Frame::Credit(65536),
@@ -150,7 +151,7 @@ pub(super) fn request(content_length: Option<u64>) -> Frame {
     Frame::RequestHead(RequestHead {
         content_length,
         script: b"/srv/a.wsgi".to_vec(),
-        environ: vec![(b"REQUEST_METHOD".to_vec(), b"GET".to_vec())],
+        environ: vec![(b"REQUEST_METHOD".to_vec(), b"GET".to_vec())].into(),
         ..RequestHead::default()
     })
 }
