@@ -48,20 +48,13 @@ impl<'a> Pool<'a> {
 
     /// A NUL-terminated copy of `s` in the pool (interior NULs cut the string).
     pub fn strdup(&self, s: &str) -> *const std::os::raw::c_char {
-        self.memdup(s.as_bytes())
+        self.strdup_bytes(s.as_bytes())
     }
 
     /// A copy of text whose characters all stand for single bytes (WSGI's
     /// "native strings": status and header values), encoded as latin-1.
-    pub fn strdup_latin1(&self, s: &str) -> *const std::os::raw::c_char {
-        if s.is_ascii() {
-            return self.memdup(s.as_bytes());
-        }
-        let bytes: Vec<u8> = s.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')).collect();
-        self.memdup(&bytes)
-    }
-
-    fn memdup(&self, bytes: &[u8]) -> *const std::os::raw::c_char {
+    /// A NUL-terminated pool copy of `bytes` (cut at an embedded NUL).
+    pub fn strdup_bytes(&self, bytes: &[u8]) -> *const std::os::raw::c_char {
         let len = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
         // SAFETY: the pool is live; apr_pstrmemdup copies len bytes and adds a NUL.
         unsafe { ffi::apr_pstrmemdup(self.raw, bytes.as_ptr() as *const _, len as ffi::apr_size_t) }

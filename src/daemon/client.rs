@@ -141,10 +141,6 @@ fn level(l: LogLevel) -> Level {
     }
 }
 
-fn latin1(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| b as char).collect()
-}
-
 /// Before READY the app has not seen the request, so another connection
 /// (another process) may take it: retried with a growing pause (old daemons
 /// draining while new ones start), until connect-timeout has passed.
@@ -312,9 +308,10 @@ fn exchange(r: &Request<'_>, f: &Forward<'_>, ch: &mut Channel<ClientSession>) -
                 reason,
                 headers,
             }) => {
-                let status_line = format!("{status} {}", latin1(&reason));
-                let headers: Vec<(String, String)> = headers.iter().map(|(n, v)| (latin1(n), latin1(v))).collect();
-                r.set_response_head(status, &status_line, &headers);
+                let mut status_line = status.to_string().into_bytes();
+                status_line.push(b' ');
+                status_line.extend_from_slice(&reason);
+                r.set_response_head_bytes(status, &status_line, headers.iter().map(|(n, v)| (&n[..], &v[..])));
             }
             // Flushed to the client when no further frame is already waiting.
             Frame::ResponseBody(data) if r.write(&data, !ch.has_frame_buffered()).is_err() => {
