@@ -8,11 +8,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 /// How a descriptor is watched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Watch {
-    /// Level-triggered: every waiter sees it while it stays readable (a wake-up pipe).
+    /// Level-triggered: reported while readable (the stop pipe; the listener,
+    /// which every daemon of the group watches: not EPOLLEXCLUSIVE, which
+    /// would always wake the same process and put every connection on it).
     Level,
-    /// Level-triggered, but one readiness wakes one epoll instance of all that
-    /// watch the same socket (a listener shared by several processes).
-    Exclusive,
     /// Reported once, then disarmed until [`Epoll::rearm`] (a connection being
     /// handed to exactly one thread).
     OneShot,
@@ -34,7 +33,6 @@ impl Epoll {
     fn ctl(&self, op: i32, fd: RawFd, token: u64, watch: Watch) -> io::Result<()> {
         let flags = match watch {
             Watch::Level => libc::EPOLLIN,
-            Watch::Exclusive => libc::EPOLLIN | libc::EPOLLEXCLUSIVE,
             Watch::OneShot => libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT,
         };
         let mut event = libc::epoll_event {

@@ -29,6 +29,10 @@ struct ListenerEntry {
     /// Generation that last used it.
     generation: i32,
     path: [u8; PATH_MAX_BYTES],
+    /// Device and inode of the socket file at `path` when it was bound
+    /// (fstat of the socket itself gives another inode).
+    dev: u64,
+    ino: u64,
 }
 
 /// A zero-initialised plain-data table of type `T` in the process pool under
@@ -57,7 +61,8 @@ unsafe fn process_table<T>(server: Server<'_>, key: &std::ffi::CStr) -> Option<&
 
 fn listener_table(server: Server<'_>) -> Option<&'static mut ListenerTable> {
     // SAFETY: ListenerTable is plain data; fd 0 marks a free entry (0 is stdin).
-    unsafe { process_table(server, c"wsgi_rs_listeners") }
+    // The key names the layout: a module built with another layout gets a table of its own.
+    unsafe { process_table(server, c"wsgi_rs_listeners_v2") }
 }
 
 const MAX_DAEMONS: usize = 1024;
@@ -156,7 +161,7 @@ pub fn persistent_listener(
     let table = listener_table(server).ok_or_else(|| io::Error::other("no process pool"))?;
     let key = path_bytes(path).ok_or_else(|| io::Error::other(format!("socket path too long: {path}")))?;
     if let Some(entry) = table.entries.iter_mut().find(|e| e.fd > 0 && e.path == key) {
-        if socket_file_matches(path, entry.fd) {
+        if file_identity(path) == Some((entry.dev, entry.ino)) {
             entry.generation = generation;
             return Ok(entry.fd);
         }
@@ -170,25 +175,21 @@ pub fn persistent_listener(
         .find(|e| e.fd <= 0)
         .ok_or_else(|| io::Error::other("too many daemon process groups"))?;
     let fd = create()?.into_raw_fd();
+    let (dev, ino) = file_identity(path).unwrap_or_default();
     *slot = ListenerEntry {
         fd,
         generation,
         path: key,
+        dev,
+        ino,
     };
     Ok(fd)
 }
 
-/// True if `path` is still the socket that `fd` listens on.
-fn socket_file_matches(path: &str, fd: i32) -> bool {
+/// Device and inode of the file at `path` (None if it is gone).
+fn file_identity(path: &str) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(path) else {
-        return false;
-    };
-    // SAFETY: fstat writes one stat struct for an open descriptor.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        libc::fstat(fd, &mut st) == 0 && st.st_ino == meta.ino() && st.st_dev == meta.dev()
-    }
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Closes (and unlinks) persistent listeners no group of `generation` uses.

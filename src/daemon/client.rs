@@ -35,6 +35,11 @@ pub struct Forward<'a> {
 
 const BODY_CHUNK: usize = 64 * 1024;
 
+/// A connection is closed after this many requests, so that the group's
+/// processes share the load: whichever daemon has a thread free first takes
+/// the next connection (a connection stays with the daemon that accepted it).
+const REQUESTS_PER_CONNECTION: u64 = 64;
+
 /// A connection to a group's daemons, reused by this Apache child's requests
 /// one after another.
 struct Conn {
@@ -184,7 +189,7 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
         let who = describe(conn.ch.session.daemon().map_or(0, |d| d.pid), &f.group.name);
         let e = match result {
             Ok(Attempt::Done(outcome)) => {
-                if conn.ch.session.is_idle() {
+                if conn.ch.session.is_idle() && conn.ch.session.exchanges() < REQUESTS_PER_CONNECTION {
                     conn.make_idle(f.socket_path);
                 }
                 return outcome;

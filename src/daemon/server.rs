@@ -172,9 +172,7 @@ pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>, slot: u32) -> ! {
         recycle_fd: recycle_write.as_raw_fd(),
     });
     let watched = shared.listener.set_nonblocking(true).and_then(|()| {
-        shared
-            .epoll
-            .add(shared.listener.as_raw_fd(), LISTENER, Watch::Exclusive)?;
+        shared.epoll.add(shared.listener.as_raw_fd(), LISTENER, Watch::Level)?;
         shared.epoll.add(wake_read.as_raw_fd(), WAKE, Watch::Level)
     });
     if let Err(e) = watched {

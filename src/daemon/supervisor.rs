@@ -14,7 +14,7 @@ use crate::apache::registry;
 use crate::apache::{Pool, Server};
 use crate::config::DaemonGroup;
 use crate::log::Level;
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
@@ -140,7 +140,9 @@ pub fn start(main: Server<'_>, pool: Pool<'_>) {
     };
     GENERATION_WRITE_FD.store(writer.as_raw_fd(), Ordering::Relaxed);
     pool.own(writer);
-    let generation_fd = reader.into_raw_fd();
+    // Kept open for the whole generation: replacement daemons forked later inherit it.
+    let generation_fd = reader.as_raw_fd();
+    pool.own(reader);
     let client = process::apache_identity();
     for group in groups {
         let socket_path = socket_path(main, pool, &group.name);
@@ -208,7 +210,7 @@ fn spawn(main: Server<'_>, pool: Pool<'_>, plan: Arc<DaemonPlan>, slot: u32) {
                     main.log(
                         if stopping { Level::Info } else { Level::Warning },
                         &format!(
-                            "WSGI daemon process {pid} of group '{}' exited (status {status}){}",
+                            "WSGI daemon process {pid} of group '{}' exited (exit status or signal {status}){}",
                             plan.group.name,
                             if stopping { "" } else { "; starting a replacement" }
                         ),
