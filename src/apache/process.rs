@@ -453,3 +453,53 @@ pub fn server_timeout(server: Server<'_>) -> std::time::Duration {
     // SAFETY: plain field read; apr_interval_time_t is microseconds.
     std::time::Duration::from_micros(unsafe { (*server.raw()).timeout }.max(0) as u64)
 }
+
+/// Counters in memory shared with every process forked after they were made
+/// (an anonymous `MAP_SHARED` mapping): e.g. how many connections each
+/// daemon of a group holds, so they can share new ones fairly.
+pub struct SharedCounters {
+    ptr: *mut std::sync::atomic::AtomicU32,
+    len: usize,
+}
+
+// SAFETY: the mapping holds only atomics and lives until drop.
+unsafe impl Send for SharedCounters {}
+// SAFETY: as above; all access goes through the atomics.
+unsafe impl Sync for SharedCounters {}
+
+impl SharedCounters {
+    pub fn new(len: usize) -> io::Result<SharedCounters> {
+        let len = len.max(1);
+        let bytes = len * std::mem::size_of::<std::sync::atomic::AtomicU32>();
+        // SAFETY: a fresh anonymous mapping (zero-filled), owned by the returned value.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SharedCounters {
+            ptr: ptr as *mut std::sync::atomic::AtomicU32,
+            len,
+        })
+    }
+
+    pub fn all(&self) -> &[std::sync::atomic::AtomicU32] {
+        // SAFETY: the mapping holds `len` zero-initialised AtomicU32 until drop.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for SharedCounters {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new` (other processes keep theirs).
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len * 4) };
+    }
+}

@@ -57,6 +57,8 @@ struct Shared {
     parked: Mutex<HashMap<u64, Conn>>,
     next_token: AtomicU64,
     recycle_fd: i32,
+    /// This process's place in its group (0..processes).
+    slot: usize,
 }
 
 impl Shared {
@@ -170,7 +172,10 @@ pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>, slot: u32) -> ! {
         parked: Mutex::new(HashMap::new()),
         next_token: AtomicU64::new(WAKE + 1),
         recycle_fd: recycle_write.as_raw_fd(),
+        slot: slot as usize,
     });
+    // A replacement starts from nothing: its predecessor's connections died with it.
+    shared.plan.connections.all()[shared.slot].store(0, Ordering::Relaxed);
     let watched = shared.listener.set_nonblocking(true).and_then(|()| {
         shared.epoll.add(shared.listener.as_raw_fd(), LISTENER, Watch::Level)?;
         shared.epoll.add(wake_read.as_raw_fd(), WAKE, Watch::Level)
@@ -294,7 +299,28 @@ struct Conn {
     channel: Channel<DaemonSession>,
     token: u64,
     watched: bool,
+    /// This process's entry in the group's connection counts (one while this lives).
+    _counted: Counted,
 }
+
+struct Counted(Arc<DaemonPlan>, usize);
+
+impl Counted {
+    fn new(plan: &Arc<DaemonPlan>, slot: usize) -> Counted {
+        plan.connections.all()[slot].fetch_add(1, Ordering::Relaxed);
+        Counted(Arc::clone(plan), slot)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.connections.all()[self.1].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How long a process that holds more connections than another of its group
+/// waits before taking a new one, so the other (if it has a thread free) gets it.
+const FAIR_SHARE_DELAY: Duration = Duration::from_millis(2);
 
 fn request_thread(shared: &Shared, index: usize) {
     loop {
@@ -306,6 +332,9 @@ fn request_thread(shared: &Shared, index: usize) {
             None => {}
             Some(WAKE) => return,
             Some(LISTENER) => {
+                if holds_more_than_others(shared) {
+                    std::thread::sleep(FAIR_SHARE_DELAY);
+                }
                 if let Some(conn) = accept(shared) {
                     serve(shared, conn, index);
                 }
@@ -364,6 +393,12 @@ fn close_parked(shared: &Shared) {
     shared.parked.lock().clear();
 }
 
+fn holds_more_than_others(shared: &Shared) -> bool {
+    let counts = shared.plan.connections.all();
+    let mine = counts[shared.slot].load(Ordering::Relaxed);
+    counts.iter().any(|c| c.load(Ordering::Relaxed) < mine)
+}
+
 /// Accepts one connection and does the handshake.
 fn accept(shared: &Shared) -> Option<Conn> {
     let pid = std::process::id();
@@ -418,6 +453,7 @@ fn accept(shared: &Shared) -> Option<Conn> {
         channel,
         token: shared.next_token.fetch_add(1, Ordering::Relaxed),
         watched: false,
+        _counted: Counted::new(&shared.plan, shared.slot),
     })
 }
 

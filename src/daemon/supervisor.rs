@@ -30,6 +30,8 @@ pub struct DaemonPlan {
     pub generation: i32,
     /// Read end of this generation's pipe: end-of-file means "drain and exit".
     pub generation_fd: i32,
+    /// Connections each process (by slot) holds, shared by the group's processes.
+    pub connections: Arc<process::SharedCounters>,
 }
 
 /// This generation's pipe write end, which every forked process but the parent must close.
@@ -171,6 +173,19 @@ pub fn start(main: Server<'_>, pool: Pool<'_>) {
                 continue;
             }
         };
+        let connections = match process::SharedCounters::new(group.processes as usize) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                main.log(
+                    Level::Error,
+                    &format!(
+                        "WSGI daemon process group '{}': cannot map shared memory: {e}",
+                        group.name
+                    ),
+                );
+                continue;
+            }
+        };
         let plan = Arc::new(DaemonPlan {
             group: Arc::clone(&group),
             socket_path,
@@ -179,6 +194,7 @@ pub fn start(main: Server<'_>, pool: Pool<'_>) {
             client_uid: client.uid,
             generation,
             generation_fd,
+            connections,
         });
         for slot in 0..group.processes {
             spawn(main, pool, Arc::clone(&plan), slot);

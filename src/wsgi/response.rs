@@ -45,6 +45,9 @@ enum Undelivered {
     ClientGone,
 }
 
+/// Writes from this size on release the GIL (see `deliver`).
+const MAY_BLOCK_FROM: usize = 64 * 1024;
+
 /// One WSGI call's response side.
 pub struct Exchange<'t, 'py> {
     transport: &'t dyn Transport,
@@ -161,7 +164,17 @@ impl<'t, 'py> Exchange<'t, 'py> {
         if allowed == 0 {
             return Ok(());
         }
-        match allow_threads(gil, || self.transport.send_body(&data[..allowed], flush)) {
+        // Handing the GIL over costs a wake-up and a wait when other threads
+        // want it, so it is released only when the write may block: a flush
+        // or more than the transport buffers (Apache's core output filter and
+        // the daemon channel both take up to 64 KiB without blocking).
+        let send = || self.transport.send_body(&data[..allowed], flush);
+        let sent = if flush || allowed >= MAY_BLOCK_FROM {
+            allow_threads(gil, send)
+        } else {
+            send()
+        };
+        match sent {
             Ok(()) => {
                 self.state.borrow_mut().sent += allowed as u64;
                 Ok(())
