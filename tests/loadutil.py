@@ -295,3 +295,20 @@ def linear_slope(ys):
     den = sum((i - mx) ** 2 for i in range(n))
     return num / den
 
+
+# The app (pid_app.py as app.py) at /h, embedded or in a 2-process daemon group:
+# the configurations the storm and crash tests put under load.
+EMBEDDED_CONFIG = r"""
+WSGIHandlerScript h @SCRIPTS@/app.py application-group=%{GLOBAL}
+<Location /h>
+    SetHandler h
+</Location>
+"""
+
+DAEMON_CONFIG = r"""
+WSGIDaemonProcess g processes=2 threads=4
+WSGIHandlerScript h @SCRIPTS@/app.py process-group=g application-group=%{GLOBAL}
+<Location /h>
+    SetHandler h
+</Location>
+"""

@@ -28,20 +28,8 @@ import daemonutil as du
 import harness
 import loadutil
 
-EMBEDDED = r"""
-WSGIHandlerScript h @SCRIPTS@/app.py application-group=%{GLOBAL}
-<Location /h>
-    SetHandler h
-</Location>
-"""
-
-DAEMON = r"""
-WSGIDaemonProcess g processes=2 threads=4
-WSGIHandlerScript h @SCRIPTS@/app.py process-group=g application-group=%{GLOBAL}
-<Location /h>
-    SetHandler h
-</Location>
-"""
+EMBEDDED = loadutil.EMBEDDED_CONFIG
+DAEMON = loadutil.DAEMON_CONFIG
 
 # Keep-alive connections live as long as their client: a connection's
 # owner is looked up once, and Apache must not close it after 100 requests.

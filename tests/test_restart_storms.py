@@ -28,20 +28,8 @@ import harness
 import loadutil
 import testutil
 
-EMBEDDED = r"""
-WSGIHandlerScript h @SCRIPTS@/app.py application-group=%{GLOBAL}
-<Location /h>
-    SetHandler h
-</Location>
-"""
-
-DAEMON = r"""
-WSGIDaemonProcess g processes=2 threads=4
-WSGIHandlerScript h @SCRIPTS@/app.py process-group=g application-group=%{GLOBAL}
-<Location /h>
-    SetHandler h
-</Location>
-"""
+EMBEDDED = loadutil.EMBEDDED_CONFIG
+DAEMON = loadutil.DAEMON_CONFIG
 
 CONFIGS = {"embedded": EMBEDDED, "daemon": DAEMON}
 MPMS = ["event", "prefork"]

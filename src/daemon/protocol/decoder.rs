@@ -390,7 +390,8 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
-    fn pairs(&mut self, max: u32) -> Result<Vec<Pair>, ProtocolError> {
+    /// An item count, checked against `max`.
+    fn item_count(&mut self, max: u32) -> Result<u32, ProtocolError> {
         let count = self.u32("truncated item count")?;
         if count > max {
             return Err(ProtocolError::TooManyItems {
@@ -399,6 +400,11 @@ impl<'a> Cursor<'a> {
                 max,
             });
         }
+        Ok(count)
+    }
+
+    fn pairs(&mut self, max: u32) -> Result<Vec<Pair>, ProtocolError> {
+        let count = self.item_count(max)?;
         // Each pair takes at least 8 bytes: a count the payload cannot hold is rejected before
         // it sizes an allocation.
         if count as usize > self.buf.len() / 8 {
@@ -415,14 +421,7 @@ impl<'a> Cursor<'a> {
 
     /// Like `pairs`, but checks the items in place and keeps them as one block.
     fn pair_block(&mut self, max: u32) -> Result<PairBlock, ProtocolError> {
-        let count = self.u32("truncated item count")?;
-        if count > max {
-            return Err(ProtocolError::TooManyItems {
-                frame: self.frame,
-                count,
-                max,
-            });
-        }
+        let count = self.item_count(max)?;
         let start = self.buf;
         for _ in 0..count {
             let len = self.u32("truncated item name")? as usize;
