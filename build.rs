@@ -76,6 +76,9 @@ fn main() {
         .allowlist_var("ap_top_module|ap_server_conf|ap_unixd_config")
         .allowlist_function("ap_(unixd_mpm_get_retained_data|close_listeners|register_extra_mpm_process|unregister_extra_mpm_process|runtime_dir_relative)")
         .allowlist_function("apr_proc_other_child_(register|unregister)")
+        .allowlist_function("ap_(find_child_by_pid|get_scoreboard_worker_from_indexes)")
+        .allowlist_type("worker_score")
+        .allowlist_var("SERVER_READY")
         .allowlist_type("process_rec|unixd_config_rec|apr_proc_t|ap_unixd_mpm_retained_data")
         .allowlist_var("APR_FOPEN_.*|APR_FINFO_.*|MODULE_MAGIC_.*|OK|DECLINED|DONE|HTTP_.*|APLOG_.*|AP_MPMQ_.*|AP_SQ_.*|REQUEST_.*|M_.*|APR_SUCCESS|APR_EOF|APR_FINFO_.*|OR_.*|RSRC_CONF|ACCESS_CONF|AP_REQ_.*|APR_MD5_DIGESTSIZE|AP_FILTER_ERROR|APR_OC_REASON_.*")
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()));

@@ -503,3 +503,33 @@ impl Drop for SharedCounters {
         unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len * 4) };
     }
 }
+
+/// True while `sig` is blocked for this thread, as it is inside that signal's
+/// handler (prefork ends a child from its SIGTERM handler).
+pub fn signal_blocked(sig: i32) -> bool {
+    // SAFETY: reads this thread's mask into a local set; no other effect.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut set) == 0 && libc::sigismember(&set, sig) == 1
+    }
+}
+
+/// A prefork child's only worker is waiting for a connection (scoreboard
+/// SERVER_READY), i.e. not in the middle of Apache's or Python's code.
+pub fn prefork_child_is_idle() -> bool {
+    let mut me: ffi::apr_proc_t = ffi::apr_proc_t {
+        pid: std::process::id() as i32,
+        in_: std::ptr::null_mut(),
+        out: std::ptr::null_mut(),
+        err: std::ptr::null_mut(),
+    };
+    // SAFETY: scoreboard reads for this process's own slot; no allocation.
+    unsafe {
+        let slot = ffi::ap_find_child_by_pid(&mut me);
+        if slot < 0 {
+            return false;
+        }
+        let worker = ffi::ap_get_scoreboard_worker_from_indexes(slot, 0);
+        !worker.is_null() && u32::from((*worker).status) == ffi::SERVER_READY
+    }
+}

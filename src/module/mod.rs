@@ -249,14 +249,26 @@ pub fn child_init(server: Server<'_>) -> Option<fn()> {
 
 /// Apache kills a child that takes ~3 s to exit; finalise well within that.
 fn child_exit() {
+    if in_prefork_stop_handler() && !apache::process::prefork_child_is_idle() {
+        return;
+    }
     python::finalize(Duration::from_millis(1500));
+}
+
+/// prefork ends a child at `-k stop`/`-k restart` from its SIGTERM handler,
+/// which runs the child pool's cleanups. Unless the child was idle (waiting
+/// for a connection), the interrupted code may hold malloc's or Python's
+/// locks, so nothing there may allocate or enter Python (a busy child
+/// aborted in malloc once). The process exits right after.
+fn in_prefork_stop_handler() -> bool {
+    !apache::mpm_is_threaded() && apache::process::signal_blocked(libc::SIGTERM)
 }
 
 /// An ungraceful stop (`-k stop`/`-k restart`) must not wait for requests
 /// stuck in Python: after a short grace period the child exits anyway,
 /// sooner and more quietly than Apache's SIGKILL would end it.
 pub fn child_stopping(graceful: bool) {
-    if !graceful {
+    if !graceful && !in_prefork_stop_handler() {
         daemon::client::cut_in_flight();
         python::start_exit_watchdog(
             Duration::from_millis(1000),

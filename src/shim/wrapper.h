@@ -17,6 +17,7 @@
 #include "ap_listen.h"
 #include "unixd.h"
 #include "apr_thread_proc.h"
+#include "scoreboard.h"
 
 /* From the shim (src/shim/mod_wsgi.c). */
 void *wsgi_rs_dir_config(ap_conf_vector_t *per_dir_config);
