@@ -1,5 +1,5 @@
-//! An Apache child forwarding one request to its daemon process group, and
-//! mapping failures to statuses: cannot connect → 503; no response head in
+//! An Apache child forwarding a request to its daemon process group over a
+//! connection it keeps for the next requests, and mapping failures to statuses: cannot connect → 503; no response head in
 //! time → 504; daemon gone or broken before the head → 502; after the head
 //! → a truncated response. Every failure is logged with group, pid and cause.
 

@@ -1,7 +1,8 @@
 //! A daemon process: forked by Apache's parent, it takes its identity,
-//! starts Python, and serves connections on its group's socket with
-//! `threads=` request threads, until the generation ends (drain), a signal
-//! stops it, or `maximum-requests=` / `inactivity-timeout=` recycle it.
+//! starts Python, and serves its group's socket with `threads=` request
+//! threads that share one epoll for new connections and for the next request
+//! on kept ones, until the generation ends (drain), a signal stops it, or
+//! `maximum-requests=` / `inactivity-timeout=` / `request-timeout=` recycle it.
 
 use super::channel::Channel;
 use super::exchange::DaemonExchange;
