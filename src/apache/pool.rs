@@ -51,8 +51,6 @@ impl<'a> Pool<'a> {
         self.strdup_bytes(s.as_bytes())
     }
 
-    /// A copy of text whose characters all stand for single bytes (WSGI's
-    /// "native strings": status and header values), encoded as latin-1.
     /// A NUL-terminated pool copy of `bytes` (cut at an embedded NUL).
     pub fn strdup_bytes(&self, bytes: &[u8]) -> *const std::os::raw::c_char {
         let len = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());

@@ -4,7 +4,6 @@ use super::server::cstr_or_empty;
 use super::{Pool, Server};
 use crate::config::DirConfig;
 use crate::ffi;
-use std::borrow::Cow;
 use std::cell::Cell;
 use std::ffi::{CStr, CString};
 use std::io;
@@ -177,30 +176,12 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// Sets status and headers; they go out with the first body bytes.
-    pub fn set_response_head(&self, status: u16, status_line: &str, headers: &[(String, String)]) {
-        self.set_head(
-            status,
-            &latin1(status_line),
-            headers.iter().map(|(n, v)| (latin1(n), latin1(v))),
-        );
-    }
-
-    /// `set_response_head` for latin-1 bytes as they came from a daemon.
-    pub fn set_response_head_bytes<'h>(
+    /// Sets status and headers (latin-1 bytes); they go out with the first body bytes.
+    pub fn set_response_head<B: AsRef<[u8]>>(
         &self,
         status: u16,
         status_line: &[u8],
-        headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
-    ) {
-        self.set_head(status, status_line, headers.map(|(n, v)| (Cow::from(n), Cow::from(v))));
-    }
-
-    fn set_head<'h>(
-        &self,
-        status: u16,
-        status_line: &[u8],
-        headers: impl Iterator<Item = (Cow<'h, [u8]>, Cow<'h, [u8]>)>,
+        headers: impl Iterator<Item = (B, B)>,
     ) {
         let pool = self.pool();
         // SAFETY: valid request; every string handed over is a request-pool copy.
@@ -208,8 +189,9 @@ impl<'a> Request<'a> {
             (*self.raw).status = status as i32;
             (*self.raw).status_line = pool.strdup_bytes(status_line);
             for (name, value) in headers {
+                let (name, value) = (name.as_ref(), value.as_ref());
                 if name.eq_ignore_ascii_case(b"content-type") {
-                    ffi::ap_set_content_type(self.raw, pool.strdup_bytes(&value));
+                    ffi::ap_set_content_type(self.raw, pool.strdup_bytes(value));
                 } else {
                     // WWW-Authenticate is kept on error responses too, which headers_out is not.
                     let table = if name.eq_ignore_ascii_case(b"www-authenticate") {
@@ -217,7 +199,7 @@ impl<'a> Request<'a> {
                     } else {
                         (*self.raw).headers_out
                     };
-                    ffi::apr_table_add(table, pool.strdup_bytes(&name), pool.strdup_bytes(&value));
+                    ffi::apr_table_add(table, pool.strdup_bytes(name), pool.strdup_bytes(value));
                 }
             }
         }
@@ -299,14 +281,5 @@ impl Drop for OwnedDescriptor {
     fn drop(&mut self) {
         // SAFETY: we own this descriptor (from dup) and close it once.
         unsafe { libc::close(self.0) };
-    }
-}
-
-/// A header `str` (already checked to be latin-1) as the bytes it stands for.
-fn latin1(s: &str) -> Cow<'_, [u8]> {
-    if s.is_ascii() {
-        Cow::Borrowed(s.as_bytes())
-    } else {
-        Cow::Owned(s.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')).collect())
     }
 }

@@ -61,13 +61,13 @@ impl Conn {
         if let Ok(clone) = stream.try_clone() {
             OPEN.lock().push((id, clone));
         }
-        let _ = stream.set_read_timeout(Some(timeout));
-        let _ = stream.set_write_timeout(Some(timeout));
-        Conn {
+        let mut conn = Conn {
             ch: Channel::new(stream, ClientSession::new()),
             id,
-            timeout,
-        }
+            timeout: Duration::ZERO,
+        };
+        conn.set_timeout(timeout);
+        conn
     }
 
     fn set_timeout(&mut self, timeout: Duration) {
@@ -316,7 +316,7 @@ fn exchange(r: &Request<'_>, f: &Forward<'_>, ch: &mut Channel<ClientSession>) -
                 let mut status_line = status.to_string().into_bytes();
                 status_line.push(b' ');
                 status_line.extend_from_slice(&reason);
-                r.set_response_head_bytes(status, &status_line, headers.iter().map(|(n, v)| (&n[..], &v[..])));
+                r.set_response_head(status, &status_line, headers.iter().map(|(n, v)| (&n[..], &v[..])));
             }
             // Flushed to the client when no further frame is already waiting.
             Frame::ResponseBody(data) if r.write(&data, !ch.has_frame_buffered()).is_err() => {

@@ -7,7 +7,7 @@ use super::protocol::{
 };
 use crate::apache::process::read_at;
 use crate::log::Level;
-use crate::wsgi::Transport;
+use crate::wsgi::{latin1_bytes, Transport};
 use std::cell::{Cell, RefCell};
 use std::io;
 
@@ -155,7 +155,10 @@ impl Transport for DaemonExchange<'_> {
         let head = ResponseHead {
             status,
             reason: reason.as_bytes().to_vec(),
-            headers: headers.iter().map(|(n, v)| (latin1(n), latin1(v))).collect(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (latin1_bytes(n).into_owned(), latin1_bytes(v).into_owned()))
+                .collect(),
         };
         let _ = self.send(&Frame::ResponseHead(head));
     }
@@ -209,9 +212,4 @@ impl Transport for DaemonExchange<'_> {
             message: message.to_string(),
         }));
     }
-}
-
-/// Header text as the latin-1 bytes it stands for (validated to be latin-1 already).
-fn latin1(text: &str) -> Vec<u8> {
-    text.chars().map(|c| c as u32 as u8).collect()
 }

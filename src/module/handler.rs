@@ -76,7 +76,11 @@ impl Transport for Embedded<'_, '_> {
         self.request.read_body(buf)
     }
     fn send_head(&self, status: u16, status_line: &str, headers: &[(String, String)]) {
-        self.request.set_response_head(status, status_line, headers)
+        let headers = headers
+            .iter()
+            .map(|(n, v)| (wsgi::latin1_bytes(n), wsgi::latin1_bytes(v)));
+        self.request
+            .set_response_head(status, &wsgi::latin1_bytes(status_line), headers)
     }
     fn send_body(&self, data: &[u8], flush: bool) -> io::Result<()> {
         self.request.write(data, flush)

@@ -1,5 +1,7 @@
 //! PEP 3333 checks on the status line and response headers (pure).
 
+use std::borrow::Cow;
+
 /// Headers a WSGI application must not set (PEP 3333: hop-by-hop headers
 /// belong to the server; an app's `Transfer-Encoding` would break framing).
 const HOP_BY_HOP: [&str; 8] = [
@@ -75,6 +77,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn latin1_bytes_keep_ascii_borrowed_and_encode_the_rest() {
+        assert!(matches!(latin1_bytes("text/plain"), Cow::Borrowed(b"text/plain")));
+        assert_eq!(&*latin1_bytes("caf\u{e9}\u{ff}"), b"caf\xe9\xff");
+    }
+
+    #[test]
     fn status_forms() {
         assert_eq!(parse_status("200 OK"), Ok(200));
         assert_eq!(parse_status("404 Not Found"), Ok(404));
@@ -103,5 +111,14 @@ mod tests {
         ] {
             assert!(check_header(n, v).is_err(), "{n:?}: {v:?}");
         }
+    }
+}
+
+/// A header `str` (already checked to be latin-1) as the bytes it stands for.
+pub fn latin1_bytes(s: &str) -> Cow<'_, [u8]> {
+    if s.is_ascii() {
+        Cow::Borrowed(s.as_bytes())
+    } else {
+        Cow::Owned(s.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')).collect())
     }
 }

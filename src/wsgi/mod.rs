@@ -11,6 +11,7 @@ mod response;
 mod script;
 
 pub use environ::{parse_version, script_name, EnvironInfo};
+pub use headers::latin1_bytes;
 pub use script::{run_script, ScriptCall};
 
 use crate::log::Level;
