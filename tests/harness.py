@@ -275,6 +275,10 @@ DirectoryIndex index.html
            scripts=self.scripts)
         if self.load_module:
             conf += 'LoadModule wsgi_rs_module "%s"\n' % module_so()
+        core_dir = os.environ.get("WSGI_RS_CORE_DIR")
+        if core_dir:
+            # Debugging aid: children write core files there (with `ulimit -c`).
+            conf += 'CoreDumpDirectory "%s"\n' % core_dir
         return conf
 
     def config_text(self, extra=""):

@@ -19,6 +19,7 @@ keep-alive connections in the same way: ~25 per 20 gracefuls on event.)"""
 
 import collections
 import os
+import re
 import time
 
 import pytest
@@ -77,6 +78,30 @@ def listener_identity(a):
 
 def all_server_pids(a):
     return set(du.apache_children(a)) | set(du.daemon_pids(a))
+
+
+EVENT_STOP_SEGV = re.compile(r"AH00052: child pid (\d+) exit signal Segmentation fault")
+
+
+def drop_event_stop_race(log, stopped_children):
+    """The error log without the segfault lines of event-MPM children that
+    were being stopped ungracefully, and how many there were.
+
+    Apache's event MPM itself sometimes crashes such a child: at an
+    ungraceful stop the main thread closes the workers' sockets while a
+    worker is freeing its finished connection's pool (core: main thread in
+    apr_os_sock_get, worker in apr_allocator_destroy).  It happens without
+    this module loaded, serving a static file under the same load
+    (tests/soak/event_stop_race.py: about 3 in 40 runs).  Only the children
+    that this test sent SIGTERM are excused; any other crash still fails."""
+    kept, tolerated = [], 0
+    for line in log.splitlines():
+        m = EVENT_STOP_SEGV.search(line)
+        if m and int(m.group(1)) in stopped_children:
+            tolerated += 1
+        else:
+            kept.append(line)
+    return "\n".join(kept), tolerated
 
 
 def fail_report(load, a, mark, extra=""):
@@ -251,12 +276,14 @@ def test_restarts_then_stop_under_load(apache_factory, mode, mpm):
     windows = []      # (t_signal, t_ready)
     restart_s = []    # -k restart -> static file served
     wsgi_s = []       # -k restart -> first WSGI response from a new process
+    stopped_children = set()  # Apache children sent SIGTERM by a restart or the stop
     load = loadutil.Load(a.port, "/h", clients=CLIENTS, max_seconds=120)
     load.start()
     try:
         time.sleep(0.4)
         for i in range(RESTARTS):
             old = all_server_pids(a)
+            stopped_children |= set(du.apache_children(a))
             t_signal = time.monotonic()
             restart_s.append(a.restart(timeout=10))
             t_ready = time.monotonic()
@@ -269,6 +296,7 @@ def test_restarts_then_stop_under_load(apache_factory, mode, mpm):
             time.sleep(0.6)
         # -k stop under load
         pids = all_server_pids(a) | {r.pid for r in load.ok()}
+        stopped_children |= set(du.apache_children(a))
         parent = a.pid
         t_stop = time.monotonic()
         stop_s = a.stop()
@@ -306,5 +334,8 @@ def test_restarts_then_stop_under_load(apache_factory, mode, mpm):
     assert not loadutil.process_group_members(parent), \
         "process group %d not empty after -k stop" % parent
     log = a.error_log()
+    if mpm == "event":
+        log, tolerated = drop_event_stop_race(log, stopped_children)
+        print("event MPM child segfaults at an ungraceful stop (Apache's race):", tolerated)
     harness.assert_clean_log(log, du.BAD_LOG)
     assert log.count("resuming normal operations") == RESTARTS + 1
