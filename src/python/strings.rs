@@ -5,6 +5,7 @@
 use super::object::{Gil, Obj, PyResult};
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 
 /// Distinct strings kept per interpreter; beyond this (e.g. a client sending
 /// random header names) new ones are made per request and not kept.
@@ -13,7 +14,7 @@ const MAX_STRINGS: usize = 1024;
 #[derive(Default)]
 pub struct Cache {
     /// latin-1 bytes → owned `str` (address of a reference the cache holds).
-    strings: Mutex<HashMap<Box<[u8]>, usize>>,
+    strings: Mutex<HashMap<Box<[u8]>, usize, QuickHash>>,
     /// Named constants (tuples and the like).
     constants: Mutex<HashMap<&'static str, usize>>,
 }
@@ -48,5 +49,70 @@ impl Cache {
         let obj = make()?;
         constants.insert(name, obj.clone().into_ptr() as usize);
         Ok(obj)
+    }
+}
+
+/// A multiply-rotate hash over 8-byte words (the idea of rustc's FxHash),
+/// seeded per cache: SipHash was a visible part of building an environ, and
+/// the keys are short. The table is bounded (MAX_STRINGS), so crafted
+/// collisions can cost a client no more than a scan of it.
+#[derive(Clone)]
+struct QuickHash(u64);
+
+impl Default for QuickHash {
+    fn default() -> Self {
+        QuickHash(std::collections::hash_map::RandomState::new().hash_one(0u8))
+    }
+}
+
+impl BuildHasher for QuickHash {
+    type Hasher = QuickHasher;
+    fn build_hasher(&self) -> QuickHasher {
+        QuickHasher(self.0)
+    }
+}
+
+struct QuickHasher(u64);
+
+impl QuickHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for QuickHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+        }
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        self.add(u64::from_le_bytes(tail));
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QuickHash;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn quick_hash_tells_short_keys_apart() {
+        let h = QuickHash::default();
+        let keys: [&[u8]; 6] = [b"", b"A", b"HTTP_HOST", b"HTTP_HOST\0", b"HTTP_HOSTS", b"12345678"];
+        let hashes: Vec<u64> = keys.iter().map(|k| h.hash_one(k)).collect();
+        for (i, a) in hashes.iter().enumerate() {
+            assert_eq!(*a, h.hash_one(keys[i]));
+            for b in &hashes[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 }
