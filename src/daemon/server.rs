@@ -5,6 +5,7 @@
 //! `maximum-requests=` / `inactivity-timeout=` / `request-timeout=` recycle it.
 
 use super::channel::Channel;
+use super::dispatch::Dispatcher;
 use super::exchange::DaemonExchange;
 use super::protocol::{
     Abort, AbortCode, DaemonSession, Frame, HelloAck, Reject, RejectCode, RequestHead, PROTOCOL_VERSION,
@@ -54,7 +55,7 @@ struct Shared {
     started: Instant,
     /// Request threads wait here for new connections, requests on parked
     /// connections, and the stop pipe.
-    epoll: Epoll,
+    dispatch: Dispatcher,
     parked: Mutex<HashMap<u64, Conn>>,
     next_token: AtomicU64,
     recycle_fd: i32,
@@ -169,7 +170,7 @@ pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>, slot: u32) -> ! {
         last_activity_ms: AtomicU64::new(0),
         busy_since_ms: (0..group.threads).map(|_| AtomicU64::new(0)).collect(),
         started: Instant::now(),
-        epoll,
+        dispatch: Dispatcher::new(epoll),
         parked: Mutex::new(HashMap::new()),
         next_token: AtomicU64::new(WAKE + 1),
         recycle_fd: recycle_write.as_raw_fd(),
@@ -178,8 +179,11 @@ pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>, slot: u32) -> ! {
     // A replacement starts from nothing: its predecessor's connections died with it.
     shared.plan.connections.all()[shared.slot].store(0, Ordering::Relaxed);
     let watched = shared.listener.set_nonblocking(true).and_then(|()| {
-        shared.epoll.add(shared.listener.as_raw_fd(), LISTENER, Watch::Level)?;
-        shared.epoll.add(wake_read.as_raw_fd(), WAKE, Watch::Level)
+        shared
+            .dispatch
+            .epoll
+            .add(shared.listener.as_raw_fd(), LISTENER, Watch::Level)?;
+        shared.dispatch.epoll.add(wake_read.as_raw_fd(), WAKE, Watch::Level)
     });
     if let Err(e) = watched {
         log(
@@ -203,6 +207,7 @@ pub fn run(main: Server<'_>, plan: &Arc<DaemonPlan>, slot: u32) -> ! {
     let grace = control_loop(&shared, &signals, recycle_read.as_raw_fd());
     shared.stopping.store(true, Ordering::Release);
     drop(wake_write); // wakes every request thread
+    shared.dispatch.stop();
     close_parked(&shared);
     let mut deadline = Instant::now() + grace;
     let stop_grace = STOP_GRACE.min(group.shutdown_timeout);
@@ -325,7 +330,7 @@ const FAIR_SHARE_DELAY: Duration = Duration::from_millis(2);
 
 fn request_thread(shared: &Shared, index: usize) {
     loop {
-        let token = shared.epoll.wait_one(1000);
+        let token = shared.dispatch.next(&shared.active, &shared.stopping);
         if shared.stopping.load(Ordering::Acquire) {
             return;
         }
@@ -379,9 +384,9 @@ fn serve(shared: &Shared, mut conn: Conn, index: usize) {
         parked.insert(token, conn);
     }
     let armed = if first {
-        shared.epoll.add(fd, token, Watch::OneShot)
+        shared.dispatch.epoll.add(fd, token, Watch::OneShot)
     } else {
-        shared.epoll.rearm(fd, token)
+        shared.dispatch.epoll.rearm(fd, token)
     };
     if armed.is_err() {
         shared.parked.lock().remove(&token);
@@ -402,7 +407,7 @@ fn holds_more_than_others(shared: &Shared) -> bool {
 
 /// Accepts one connection and does the handshake.
 fn accept(shared: &Shared) -> Option<Conn> {
-    let pid = std::process::id();
+    let pid = python::current_pid();
     // The listener is non-blocking: other processes may race for one connection.
     let stream = match shared.listener.accept() {
         Ok((stream, _)) => stream,
@@ -461,7 +466,7 @@ fn accept(shared: &Shared) -> Option<Conn> {
 /// Reads the next REQUEST_HEAD and serves it; true if the connection can carry another.
 fn serve_request(shared: &Shared, channel: &mut Channel<DaemonSession>) -> bool {
     let plan = &shared.plan;
-    let pid = std::process::id();
+    let pid = python::current_pid();
     let head = match channel.recv() {
         Ok(Some(Frame::RequestHead(head))) => head,
         _ => return false,

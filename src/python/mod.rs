@@ -14,6 +14,8 @@ pub use error::PyException;
 pub use interpreter::{allow_threads, get_or_create};
 pub use native::{Args, CallTarget, InputTarget, LineTarget, NativeTypes, Scope};
 pub use object::{ErrorKind, FillError, Gil, Obj, PyResult, Raised};
-pub use runtime::{finalize, initialize, leave_forked_child, setup_interpreter, start_exit_watchdog, Options};
+pub use runtime::{
+    current_pid, finalize, initialize, leave_forked_child, setup_interpreter, start_exit_watchdog, Options,
+};
 pub use script::{load, LoadError};
 pub use strings::Cache;

@@ -7,7 +7,7 @@ use super::native::{self, LogTarget, NativeTypes};
 use super::object::{Gil, PyResult};
 use crate::log::{Level, ServerLog};
 use pyo3::ffi;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 static FINALIZING: AtomicBool = AtomicBool::new(false);
@@ -24,6 +24,27 @@ pub fn is_finalizing() -> bool {
 fn log(level: Level, message: &str) {
     if let Some(log) = SERVER_LOG.get() {
         log(level, message);
+    }
+}
+
+/// This process's pid without a system call: cached, and refreshed in the
+/// child of any fork() (a pthread_atfork handler, registered on first use; it
+/// goes away with the module image, as glibc ties it to the DSO).
+pub fn current_pid() -> u32 {
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    extern "C" fn refresh_in_child() {
+        PID.store(std::process::id(), Ordering::Relaxed);
+    }
+    REGISTER.call_once(|| {
+        // SAFETY: registers a handler that only stores into an atomic; a
+        // failure (ENOMEM) leaves PID at 0, which means "ask the kernel".
+        unsafe { libc::pthread_atfork(None, None, Some(refresh_in_child)) };
+        PID.store(std::process::id(), Ordering::Relaxed);
+    });
+    match PID.load(Ordering::Relaxed) {
+        0 => std::process::id(),
+        pid => pid,
     }
 }
 

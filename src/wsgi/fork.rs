@@ -2,10 +2,12 @@
 //! returns into the adapter (instead of `os._exit`), it must not touch the
 //! request: it would answer the client (or a daemon's Apache child) a second
 //! time and corrupt the connection. Every transport call checks the pid, and
-//! a forked child leaves at once.
+//! a forked child leaves at once. (The pid is cached, so the check costs no
+//! system call.)
 
 use super::Transport;
 use crate::log::Level;
+use crate::python::current_pid;
 use std::io;
 
 pub struct ForkGuard<'t> {
@@ -17,13 +19,13 @@ impl<'t> ForkGuard<'t> {
     pub fn new(inner: &'t dyn Transport) -> Self {
         ForkGuard {
             inner,
-            pid: std::process::id(),
+            pid: current_pid(),
         }
     }
 
     /// Ends this process if it is not the one the request belongs to.
     pub fn check(&self) {
-        let pid = std::process::id();
+        let pid = current_pid();
         if pid != self.pid {
             // Straight to the error log: the request's own channel belongs to the parent.
             crate::python::leave_forked_child(&format!(
