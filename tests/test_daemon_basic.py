@@ -227,6 +227,25 @@ def test_threads4_serves_four_slow_requests_concurrently(server):
     assert len({r["thread"] for r in results}) == 4
 
 
+def test_threads4_concurrent_while_threads_are_held(server):
+    """While one thread serves, idle threads are held back from the socket
+    (the serving thread takes the next request itself); a sentinel thread
+    must still start waiting requests on the free threads.  So: one long
+    request, a burst of quick ones (their threads come back while the long
+    one runs, and are held), then 3 slow ones at once: they run
+    concurrently on the 3 other threads, not one after the other."""
+    du.get_json(server, "/four")  # loaded
+    long_req = threading.Thread(target=du.get_json,
+                                args=(server, "/four?case=sleep&s=2.5"), kwargs={"timeout": 15})
+    long_req.start()
+    time.sleep(0.3)
+    concurrent(server, "/four", 8)
+    elapsed, results = concurrent(server, "/four?case=sleep&s=1", 3)
+    long_req.join(10)
+    assert elapsed < 1.8, "3 x 1 s requests on 3 free threads took %.2fs" % elapsed
+    assert len({r["thread"] for r in results}) == 3
+
+
 def test_threads1_serialises(server):
     du.get_json(server, "/one")
     elapsed, results = concurrent(server, "/one?case=sleep&s=0.6", 2)

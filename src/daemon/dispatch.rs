@@ -61,6 +61,13 @@ impl Dispatcher {
                 self.wake_held
                     .wait_for(&mut held, Duration::from_millis(IDLE_WAIT_MS as u64));
                 held.count -= 1;
+                drop(held);
+                // Woken because the sentinel took a request: take the next
+                // one if it waits too, and pass the watch on.
+                if let Some(token) = self.epoll.wait_one(0) {
+                    self.wake_one_held();
+                    return Some(token);
+                }
                 continue;
             }
             held.sentinel = true;
@@ -68,17 +75,15 @@ impl Dispatcher {
             let token = self.watch(serving, stopping);
             let mut held = self.held.lock();
             held.sentinel = false;
-            if held.count > 0 {
-                if token.is_some() {
-                    // Another held thread becomes the sentinel.
-                    self.wake_held.notify_one();
-                } else {
-                    // Nobody serving (or stopping): all go back to the epoll.
-                    self.wake_held.notify_all();
-                }
-            }
             if token.is_some() {
+                // Another held thread takes the watch.
+                drop(held);
+                self.wake_one_held();
                 return token;
+            }
+            if held.count > 0 {
+                // Nobody serving (or stopping): all go back to the epoll.
+                self.wake_held.notify_all();
             }
         }
     }
@@ -93,6 +98,14 @@ impl Dispatcher {
             if stopping.load(Ordering::Acquire) || serving.load(Ordering::Acquire) == 0 {
                 return None;
             }
+        }
+    }
+
+    /// Wakes a held thread if nobody is on watch.
+    fn wake_one_held(&self) {
+        let held = self.held.lock();
+        if !held.sentinel && held.count > 0 {
+            self.wake_held.notify_one();
         }
     }
 
