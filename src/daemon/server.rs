@@ -1,7 +1,7 @@
 //! A daemon process: forked by Apache's parent, it takes its identity,
 //! starts Python, and serves its group's socket with `threads=` request
-//! threads that share one epoll for new connections and for the next request
-//! on kept ones, until the generation ends (drain), a signal stops it, or
+//! threads that share one epoll (see `dispatch`) for new connections and for
+//! the next request on kept ones, until the generation ends (drain), a signal stops it, or
 //! `maximum-requests=` / `inactivity-timeout=` / `request-timeout=` recycle it.
 
 use super::channel::Channel;
