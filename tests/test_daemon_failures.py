@@ -99,6 +99,25 @@ def test_exit_before_head_is_502_and_respawned(server):
     assert d["ppid"] == server.pid
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_request_whose_daemon_died_is_not_sent_again(server, method):
+    """The app may have run a request whose daemon then died: it fails (502)
+    and is never sent to another daemon, so the app runs it exactly once.
+    (A bodiless request's READY travels with its response head, so the
+    client must tell this apart from a daemon that never read the request.)"""
+    pid = du.get_json(server, "/fail")["pid"]
+    tag = "%s-%d-%d" % (method, pid, time.monotonic_ns())
+    path = "/fail?case=exit_before&tag=" + tag
+    if method == "GET":
+        st, _, _ = server.get(path)
+    else:
+        st, _, _ = server.post(path, b"x" * 1000)
+    assert st == 502
+    du.wait_serving(server, "/fail", exclude={pid}, timeout=5)
+    time.sleep(0.3)
+    assert server.error_log().count("exit-before-" + tag) == 1, server.error_log()[-3000:]
+
+
 def test_kill9_is_respawned(server):
     pid = du.get_json(server, "/fail")["pid"]
     mark = server.log_mark()

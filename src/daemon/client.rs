@@ -146,9 +146,10 @@ fn level(l: LogLevel) -> Level {
     }
 }
 
-/// Before READY the app has not seen the request, so another connection
-/// (another process) may take it: retried with a growing pause (old daemons
-/// draining while new ones start), until connect-timeout has passed.
+/// A request a daemon refused or provably did not read (see
+/// `ProtocolError::request_not_taken`) may go to another connection (another
+/// process): retried with a growing pause (old daemons draining while new
+/// ones start), until connect-timeout has passed.
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
 
 /// Forwards the request (its body already set up) and relays the response.
@@ -205,9 +206,9 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
                 r.log(Level::Error, &format!("{who} refused the request: {why} (status 503)"));
                 return HandlerOutcome::Status(503);
             }
-            // Before READY the app has not seen the request: a daemon that went away
-            // (exiting, recycling) is no reason to fail it.
-            Err(e) if !conn.ch.session.request_started() && !e.is_timeout() && retry() => {
+            // A daemon that went away (exiting, recycling) without taking the
+            // request is no reason to fail it.
+            Err(e) if !conn.ch.session.request_started() && e.request_not_taken() && retry() => {
                 r.log(
                     Level::Debug,
                     &format!("{who} closed the connection before accepting the request ({e}); trying again"),

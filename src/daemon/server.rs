@@ -482,8 +482,18 @@ fn serve_request(shared: &Shared, channel: &mut Channel<DaemonSession>) -> bool 
         let _ = channel.flush();
         return false;
     }
-    // READY must be out before the app runs: it tells the client the request can no longer be retried.
-    if channel.send(&Frame::Ready).and_then(|()| channel.flush()).is_err() {
+    // READY: from here on the app may see the request, so the client must
+    // not send it elsewhere. A request with a body sends it at once; a
+    // bodiless one lets it travel with the response head, saving the client
+    // a wake-up. Until then the client retries only a connection reset (the
+    // request was not read); a clean close after the head was read is final.
+    let ready = channel.send(&Frame::Ready);
+    let ready = if head.content_length == Some(0) {
+        ready
+    } else {
+        ready.and_then(|()| channel.flush())
+    };
+    if ready.is_err() {
         return false;
     }
     if limit > 0 && number == limit {

@@ -3,7 +3,7 @@
 #
 #   info            JSON: pid, ppid, uid/gid, cwd, umask, interpreter, environ...
 #   sleep           like info after sleeping ?s= seconds
-#   exit_before     os._exit(1) before start_response
+#   exit_before     os._exit(1) before start_response (?tag=: logs exit-before-TAG first)
 #   exit_after      start_response, yield ?n= bytes, then os._exit(1)
 #                   (?cl=1: with a Content-Length larger than what is sent)
 #   raise_before    raise before start_response (tag in the message)
@@ -137,6 +137,8 @@ def handle_request(environ, start_response):
         return _json(start_response, info(environ))
 
     if case == "exit_before":
+        if q.get("tag"):
+            print("exit-before-%s" % q["tag"], file=sys.stderr)
         sys.stderr.flush()
         os._exit(1)
 

@@ -12,7 +12,8 @@ pub enum EofPhase {
     MidFrame { buffered: usize },
     /// Before the handshake completed.
     Handshake,
-    /// Client side: after REQUEST_HEAD, before READY; the app never saw the request (retryable).
+    /// Client side: after REQUEST_HEAD, before READY. The daemon read the
+    /// request and closed: it may have reached the app, so it is not retried.
     /// Daemon side: the client left before the daemon answered its REQUEST_HEAD.
     BeforeReady,
     /// Client side: after READY, before the response head (→ 502).
@@ -82,6 +83,24 @@ impl ProtocolError {
     /// A read or write timed out (`WouldBlock` or `TimedOut` from a socket with a timeout).
     pub fn is_timeout(&self) -> bool {
         matches!(self, ProtocolError::Io(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
+    }
+
+    /// Client side, before READY: proof that the daemon did not take the
+    /// request, so another daemon may. The handshake failed, or the
+    /// connection was reset: a Unix stream closed with unread data (or
+    /// before our write) reports ECONNRESET/EPIPE. A clean end of stream
+    /// after REQUEST_HEAD is no such proof: the daemon read the request and
+    /// may have run the app (a bodiless request's READY comes with its
+    /// response head).
+    pub fn request_not_taken(&self) -> bool {
+        match self {
+            ProtocolError::Io(e) => matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::NotConnected
+            ),
+            ProtocolError::UnexpectedEof(phase) => *phase == EofPhase::Handshake,
+            _ => false,
+        }
     }
 
     /// The peer closed the stream too early (including in the middle of a frame).

@@ -45,8 +45,12 @@
 //! * The client sends nothing after REQUEST_HEAD until READY, and no body byte it has no
 //!   credit for, so an upload streams with bounded buffering. The two directions run
 //!   concurrently: the response may start before the body has ended.
-//! * READY marks the point of no return: EOF, REJECT or ABORT *before* READY means the app
-//!   never saw the request, so the client may retry it on a fresh connection.
+//! * READY marks the point of no return: after it the app may see the request. REJECT or
+//!   ABORT before READY, or the connection reset before READY (the daemon closed without
+//!   reading the request), mean the app never saw it, so the client may retry it on a
+//!   fresh connection. For a request without a body the daemon may send READY together
+//!   with the response head; a clean EOF before READY then means the daemon read the
+//!   request and died, so it is never retried.
 //! * An exchange ends when both RESPONSE_END and BODY_END have been sent. A client that gets
 //!   RESPONSE_END before it finished the body sends BODY_END at once (dropping the rest); the
 //!   daemon discards BODY frames after its RESPONSE_END until that BODY_END. Then the
