@@ -3,12 +3,14 @@
 //!
 //! If every idle thread waited in the epoll, each request arriving while
 //! another is being served would wake a thread only for it to queue for the
-//! GIL: two wake-ups per request, and a crowd handing the GIL round. So
-//! while some thread is serving, idle threads are *held* here instead, and a
-//! serving thread takes the next waiting request itself when it is done
-//! (no wake-up, no GIL hand-over). One held thread, the sentinel, looks
-//! every `SENTINEL_TICK` for a request still waiting (every serving thread
-//! in a long request) and takes it, so `threads=` requests still run at once.
+//! GIL: two wake-ups per request, and a crowd handing the GIL round. So at
+//! most one idle thread, the listener, waits in the epoll, and only while
+//! nothing is being served. While requests are being served, the other idle
+//! threads are *held* here, and a serving thread takes the next waiting
+//! request itself when it is done (no wake-up, no GIL hand-over). One held
+//! thread, the sentinel, looks every `SENTINEL_TICK` for a request still
+//! waiting (every serving thread in a long request) and takes it, so that
+//! `threads=` requests still run at once.
 
 use crate::apache::poll::Epoll;
 use parking_lot::{Condvar, Mutex};
@@ -17,27 +19,32 @@ use std::time::Duration;
 
 /// How long a request may wait for a thread while all serving threads are busy.
 const SENTINEL_TICK: Duration = Duration::from_millis(2);
-/// How long a thread sleeps in one wait before it looks at the stop flag again.
+/// The sentinel stands down after this many ticks with nothing served (a lull
+/// between requests under load is shorter).
+const SENTINEL_IDLE_TICKS: u32 = 25;
+/// How long a thread waits in one go before it looks at the stop flag again.
 const IDLE_WAIT_MS: i32 = 1000;
+const HELD_WAIT: Duration = Duration::from_secs(5);
 
 pub struct Dispatcher {
     pub epoll: Epoll,
-    held: Mutex<Held>,
+    state: Mutex<State>,
     wake_held: Condvar,
 }
 
 #[derive(Default)]
-struct Held {
-    /// Threads waiting on `wake_held`.
-    count: usize,
+struct State {
+    listening: bool,
     sentinel: bool,
+    /// Threads waiting on `wake_held`.
+    held: usize,
 }
 
 impl Dispatcher {
     pub fn new(epoll: Epoll) -> Dispatcher {
         Dispatcher {
             epoll,
-            held: Mutex::new(Held::default()),
+            state: Mutex::new(State::default()),
             wake_held: Condvar::new(),
         }
     }
@@ -49,64 +56,63 @@ impl Dispatcher {
             if stopping.load(Ordering::Acquire) {
                 return None;
             }
-            if serving.load(Ordering::Acquire) == 0 {
-                return self.epoll.wait_one(IDLE_WAIT_MS);
-            }
-            if let Some(token) = self.epoll.wait_one(0) {
-                return Some(token);
-            }
-            let mut held = self.held.lock();
-            if held.sentinel {
-                held.count += 1;
-                self.wake_held
-                    .wait_for(&mut held, Duration::from_millis(IDLE_WAIT_MS as u64));
-                held.count -= 1;
-                drop(held);
-                // Woken because the sentinel took a request: take the next
-                // one if it waits too, and pass the watch on.
+            let busy = serving.load(Ordering::Acquire) > 0;
+            if busy {
                 if let Some(token) = self.epoll.wait_one(0) {
-                    self.wake_one_held();
-                    return Some(token);
+                    return Some(self.taken(token));
                 }
-                continue;
             }
-            held.sentinel = true;
-            drop(held);
-            let token = self.watch(serving, stopping);
-            let mut held = self.held.lock();
-            held.sentinel = false;
-            if token.is_some() {
-                // Another held thread takes the watch.
-                drop(held);
-                self.wake_one_held();
-                return token;
-            }
-            if held.count > 0 {
-                // Nobody serving (or stopping): all go back to the epoll.
-                self.wake_held.notify_all();
+            let mut state = self.state.lock();
+            if !busy && !state.listening {
+                state.listening = true;
+                drop(state);
+                let token = self.epoll.wait_one(IDLE_WAIT_MS);
+                self.state.lock().listening = false;
+                if let Some(token) = token {
+                    return Some(self.taken(token));
+                }
+            } else if busy && !state.sentinel {
+                state.sentinel = true;
+                drop(state);
+                let token = self.watch(serving, stopping);
+                self.state.lock().sentinel = false;
+                if let Some(token) = token {
+                    return Some(self.taken(token));
+                }
+            } else {
+                state.held += 1;
+                self.wake_held.wait_for(&mut state, HELD_WAIT);
+                state.held -= 1;
             }
         }
     }
 
-    /// The sentinel: a request left waiting, or None once nobody is serving.
+    /// Work was taken: if more may come while nobody watches, wake a held
+    /// thread to take the watch (it takes waiting work first).
+    fn taken(&self, token: u64) -> u64 {
+        let state = self.state.lock();
+        if state.held > 0 && !state.sentinel && !state.listening {
+            self.wake_held.notify_one();
+        }
+        token
+    }
+
+    /// The sentinel: a request left waiting, or None once nothing has been
+    /// served for a while (or the daemon stops).
     fn watch(&self, serving: &AtomicUsize, stopping: &AtomicBool) -> Option<u64> {
-        loop {
+        let mut idle_ticks = 0;
+        while idle_ticks < SENTINEL_IDLE_TICKS && !stopping.load(Ordering::Acquire) {
             std::thread::sleep(SENTINEL_TICK);
             if let Some(token) = self.epoll.wait_one(0) {
                 return Some(token);
             }
-            if stopping.load(Ordering::Acquire) || serving.load(Ordering::Acquire) == 0 {
-                return None;
-            }
+            idle_ticks = if serving.load(Ordering::Acquire) == 0 {
+                idle_ticks + 1
+            } else {
+                0
+            };
         }
-    }
-
-    /// Wakes a held thread if nobody is on watch.
-    fn wake_one_held(&self) {
-        let held = self.held.lock();
-        if !held.sentinel && held.count > 0 {
-            self.wake_held.notify_one();
-        }
+        None
     }
 
     /// Wakes held threads (the daemon is stopping).
