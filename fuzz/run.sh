@@ -4,7 +4,10 @@
 # pick one with FUZZ_TARGET=directive.
 #
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). The corpus grows in
-# fuzz/corpus/decode (kept between runs, not in git), starting from the seeds in
+# fuzz/corpus/<target> (in git, minimised after a long run with
+#   cargo +nightly fuzz cmin <target> corpus/<target>
+# inside fuzz/; 2026-12-04: decode 372 inputs after 10 min / 3.0 M runs, directive 493
+# after 10 min / 6.3 M runs, no crash), also reading the seeds in
 # fuzz/seeds/decode (in git). Crashes land in fuzz/artifacts/decode; reproduce one with
 #   cargo +nightly fuzz run decode fuzz/artifacts/decode/<file>
 set -euo pipefail
