@@ -330,7 +330,7 @@ const FAIR_SHARE_DELAY: Duration = Duration::from_millis(2);
 
 fn request_thread(shared: &Shared, index: usize) {
     loop {
-        let token = shared.dispatch.next(&shared.active, &shared.stopping);
+        let token = shared.dispatch.next(&shared.stopping);
         if shared.stopping.load(Ordering::Acquire) {
             return;
         }
