@@ -4,12 +4,12 @@
 //! If every idle thread waited in the epoll, each request arriving while
 //! others are being served would wake yet another thread only for it to
 //! queue for the GIL: a crowd handing the GIL round, and a wake-up each. So
-//! at most `LISTENERS` threads wait in the epoll (they take the requests and
-//! come back for more, as a daemon with that many threads would) and the
-//! other idle threads are *held* here. Held threads are needed only when
-//! all the listeners are in long requests: then one of them, the sentinel,
-//! looks every `SENTINEL_TICK` for a request still waiting and takes it, so
-//! that `threads=` requests still run at once.
+//! at most `EPOLL_WAITERS` threads wait in the epoll (they take the requests
+//! and come back for more, as a daemon with that many threads would) and
+//! the other idle threads are *held* here. Held threads are needed only
+//! when every thread that waited in the epoll is in a long request: then one
+//! held thread, the sentinel, looks every `SENTINEL_TICK` for a request
+//! still waiting and takes it, so that `threads=` requests still run at once.
 
 use crate::apache::poll::Epoll;
 use parking_lot::{Condvar, Mutex};
@@ -18,10 +18,10 @@ use std::time::Duration;
 
 /// Threads waiting in the epoll at most: enough to keep both sides of a
 /// request (Python, and the socket I/O around it) busy on a few cores.
-const LISTENERS: usize = 3;
-/// How long a request may wait for a thread while all listeners are busy.
+const EPOLL_WAITERS: usize = 3;
+/// How long a request may wait for a thread while those in the epoll are all busy.
 const SENTINEL_TICK: Duration = Duration::from_millis(2);
-/// The sentinel stands down after this many ticks with a listener back in
+/// The sentinel stands down after this many ticks with a thread back in
 /// the epoll (a moment of it under load is shorter).
 const SENTINEL_IDLE_TICKS: u32 = 25;
 /// How long a thread waits in one go before it looks at the stop flag again.
@@ -37,7 +37,7 @@ pub struct Dispatcher {
 #[derive(Default)]
 struct State {
     /// Threads in the epoll.
-    listening: usize,
+    in_epoll: usize,
     sentinel: bool,
     /// Threads waiting on `wake_held`.
     held: usize,
@@ -59,23 +59,23 @@ impl Dispatcher {
                 return None;
             }
             let mut state = self.state.lock();
-            if state.listening < LISTENERS {
-                state.listening += 1;
+            if state.in_epoll < EPOLL_WAITERS {
+                state.in_epoll += 1;
                 drop(state);
                 let token = self.epoll.wait_one(IDLE_WAIT_MS);
-                self.state.lock().listening -= 1;
+                self.state.lock().in_epoll -= 1;
                 if let Some(token) = token {
                     return Some(self.taken(token));
                 }
                 continue;
             }
             drop(state);
-            // Back from a request with the listeners complete: take waiting work, if any.
+            // Back from a request with enough threads in the epoll: take waiting work, if any.
             if let Some(token) = self.epoll.wait_one(0) {
                 return Some(self.taken(token));
             }
             let mut state = self.state.lock();
-            if state.listening == 0 && !state.sentinel {
+            if state.in_epoll == 0 && !state.sentinel {
                 state.sentinel = true;
                 drop(state);
                 let token = self.watch(stopping);
@@ -83,7 +83,7 @@ impl Dispatcher {
                 if let Some(token) = token {
                     return Some(self.taken(token));
                 }
-            } else if state.listening == LISTENERS || state.sentinel {
+            } else if state.in_epoll == EPOLL_WAITERS || state.sentinel {
                 state.held += 1;
                 self.wake_held.wait_for(&mut state, HELD_WAIT);
                 state.held -= 1;
@@ -91,17 +91,17 @@ impl Dispatcher {
         }
     }
 
-    /// Work was taken: if every listener is now busy and nobody watches,
+    /// Work was taken: if no thread is left in the epoll and nobody watches,
     /// wake a held thread to watch (it takes waiting work first).
     fn taken(&self, token: u64) -> u64 {
         let state = self.state.lock();
-        if state.listening == 0 && !state.sentinel && state.held > 0 {
+        if state.in_epoll == 0 && !state.sentinel && state.held > 0 {
             self.wake_held.notify_one();
         }
         token
     }
 
-    /// The sentinel: a request left waiting, or None once listeners are back
+    /// The sentinel: a request left waiting, or None once threads are back
     /// in the epoll for a while (or the daemon stops).
     fn watch(&self, stopping: &AtomicBool) -> Option<u64> {
         let mut idle_ticks = 0;
@@ -110,7 +110,7 @@ impl Dispatcher {
             if let Some(token) = self.epoll.wait_one(0) {
                 return Some(token);
             }
-            idle_ticks = if self.state.lock().listening > 0 {
+            idle_ticks = if self.state.lock().in_epoll > 0 {
                 idle_ticks + 1
             } else {
                 0
