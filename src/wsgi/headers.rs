@@ -72,6 +72,15 @@ pub fn check_header(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A header `str` (already checked to be latin-1) as the bytes it stands for.
+pub fn latin1_bytes(s: &str) -> Cow<'_, [u8]> {
+    if s.is_ascii() {
+        Cow::Borrowed(s.as_bytes())
+    } else {
+        Cow::Owned(s.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,14 +120,5 @@ mod tests {
         ] {
             assert!(check_header(n, v).is_err(), "{n:?}: {v:?}");
         }
-    }
-}
-
-/// A header `str` (already checked to be latin-1) as the bytes it stands for.
-pub fn latin1_bytes(s: &str) -> Cow<'_, [u8]> {
-    if s.is_ascii() {
-        Cow::Borrowed(s.as_bytes())
-    } else {
-        Cow::Owned(s.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')).collect())
     }
 }
