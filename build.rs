@@ -80,7 +80,7 @@ fn main() {
         .allowlist_type("worker_score")
         .allowlist_var("SERVER_READY")
         .allowlist_type("process_rec|unixd_config_rec|apr_proc_t|ap_unixd_mpm_retained_data")
-        .allowlist_var("APR_FOPEN_.*|APR_FINFO_.*|MODULE_MAGIC_.*|OK|DECLINED|DONE|HTTP_.*|APLOG_.*|AP_MPMQ_.*|AP_SQ_.*|REQUEST_.*|M_.*|APR_SUCCESS|APR_EOF|APR_FINFO_.*|OR_.*|RSRC_CONF|ACCESS_CONF|AP_REQ_.*|APR_MD5_DIGESTSIZE|AP_FILTER_ERROR|APR_OC_REASON_.*")
+        .allowlist_var("APR_FOPEN_.*|APR_FINFO_.*|MODULE_MAGIC_.*|OK|DECLINED|DONE|HTTP_.*|APLOG_.*|AP_MPMQ_.*|AP_SQ_.*|REQUEST_.*|M_.*|APR_SUCCESS|APR_EOF|APR_EAGAIN|APR_FINFO_.*|OR_.*|RSRC_CONF|ACCESS_CONF|AP_REQ_.*|APR_MD5_DIGESTSIZE|AP_FILTER_ERROR|APR_OC_REASON_.*")
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()));
     for dir in &include_dirs {
         bindings = bindings.clang_arg(format!("-I{dir}"));

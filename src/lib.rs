@@ -14,6 +14,11 @@ mod wsgi;
 
 #[cfg(not(test))]
 mod apache;
+/// Unit tests build without httpd's symbols: only the parts of `apache` that need none.
+#[cfg(test)]
+mod apache {
+    pub mod fdpass;
+}
 #[cfg(not(test))]
 mod ffi;
 #[cfg(not(test))]

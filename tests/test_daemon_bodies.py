@@ -217,17 +217,29 @@ def big_file(server):
     return path, h.hexdigest(), tail
 
 
+def bytes_read(pid):
+    """rchar of /proc/PID/io: bytes the process got from read-like calls
+    (read, pread; socket receives made with recv/recvmsg are not counted)."""
+    with open("/proc/%d/io" % pid) as f:
+        return int(next(line for line in f if line.startswith("rchar:")).split()[1])
+
+
 @pytest.mark.parametrize("seek", [0, 1000])
 def test_file_wrapper_sends_file_without_python_reads(server, big_file, seek):
+    """The daemon hands the open file to the Apache child (SCM_RIGHTS), which
+    sends it itself: neither Python nor the daemon reads the bytes."""
     path, full_sha, tail_sha = big_file
     reads = path + ".reads"
     if os.path.exists(reads):
         os.unlink(reads)
     mem = Memory(server)
+    read_before = bytes_read(mem.daemon)
     st, length, te, n, sha = download(server, "case=file&path=%s&seek=%d" % (path, seek))
     assert st == 200
     assert n == 20 * MIB - seek
     assert sha == (tail_sha if seek else full_sha)
     count = testutil.wait_file(reads)
     assert count == "0", "file_wrapper read the file through Python (%s read() calls)" % count
+    read = bytes_read(mem.daemon) - read_before
+    assert read < MIB, "the daemon read %d bytes of a file it should have passed on" % read
     mem.check("a 20 MiB file_wrapper response")

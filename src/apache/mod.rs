@@ -3,6 +3,7 @@
 
 mod cmd;
 mod entry;
+pub mod fdpass;
 mod log;
 pub mod poll;
 mod pool;

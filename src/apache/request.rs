@@ -8,10 +8,12 @@ use std::cell::Cell;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::marker::PhantomData;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 pub struct Request<'a> {
     raw: *mut ffi::request_rec,
     brigade: Cell<*mut ffi::apr_bucket_brigade>,
+    input_brigade: Cell<*mut ffi::apr_bucket_brigade>,
     _life: PhantomData<&'a ffi::request_rec>,
 }
 
@@ -43,6 +45,7 @@ impl<'a> Request<'a> {
         Request {
             raw,
             brigade: Cell::new(std::ptr::null_mut()),
+            input_brigade: Cell::new(std::ptr::null_mut()),
             _life: PhantomData,
         }
     }
@@ -162,17 +165,39 @@ impl<'a> Request<'a> {
         unsafe { ((*self.raw).read_chunked == 0).then(|| (*self.raw).remaining.max(0) as u64) }
     }
 
-    /// Reads body bytes (sending `100 Continue` first if the client waits for it); 0 at the end.
+    /// Reads body bytes, waiting for them (and sending `100 Continue` first
+    /// if the client waits for it); 0 at the end of the body.
     pub fn read_body(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: valid request after setup_body; buf is writable for its length.
-        let n = unsafe { ffi::ap_get_client_block(self.raw, buf.as_mut_ptr() as *mut _, buf.len() as _) };
-        if n < 0 {
-            Err(io::Error::new(
+        Ok(self.read_body_from_filters(buf, true)?.unwrap_or(0))
+    }
+
+    /// Reads body bytes that have already arrived, without waiting; None when
+    /// there are none yet, Some(0) at the end of the body.
+    pub fn read_body_ready(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.read_body_from_filters(buf, false)
+    }
+
+    fn read_body_from_filters(&self, buf: &mut [u8], block: bool) -> io::Result<Option<usize>> {
+        let mut len = buf.len() as ffi::apr_size_t;
+        // SAFETY: valid request after setup_body; buf is writable for `len` bytes;
+        // the input brigade is the request's own and empty between calls.
+        let rv = unsafe {
+            ffi::wsgi_rs_read(
+                self.raw,
+                self.input_brigade(),
+                buf.as_mut_ptr() as *mut _,
+                &mut len,
+                block as i32,
+            )
+        } as u32;
+        match rv {
+            ffi::APR_SUCCESS => Ok(Some(len as usize)),
+            ffi::APR_EOF => Ok(Some(0)),
+            ffi::APR_EAGAIN => Ok(None),
+            _ => Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "error reading the request body from the client",
-            ))
-        } else {
-            Ok(n as usize)
+            )),
         }
     }
 
@@ -205,12 +230,25 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// The brigade for output (created on first use, lives in the request pool).
     fn brigade(&self) -> *mut ffi::apr_bucket_brigade {
-        if self.brigade.get().is_null() {
+        Self::request_brigade(self.raw, &self.brigade)
+    }
+
+    /// The brigade body reads go through (separate: a read never meets output buckets).
+    fn input_brigade(&self) -> *mut ffi::apr_bucket_brigade {
+        Self::request_brigade(self.raw, &self.input_brigade)
+    }
+
+    fn request_brigade(
+        raw: *mut ffi::request_rec,
+        slot: &Cell<*mut ffi::apr_bucket_brigade>,
+    ) -> *mut ffi::apr_bucket_brigade {
+        if slot.get().is_null() {
             // SAFETY: valid request; the brigade lives in the request pool.
-            self.brigade.set(unsafe { ffi::wsgi_rs_brigade(self.raw) });
+            slot.set(unsafe { ffi::wsgi_rs_brigade(raw) });
         }
-        self.brigade.get()
+        slot.get()
     }
 
     /// Sends body bytes down the output filters (headers first, on the first call).
@@ -240,25 +278,28 @@ impl<'a> Request<'a> {
     /// copy belongs to the request pool, since the MPM may write the bucket
     /// after the application closed its file.
     pub fn write_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<()> {
-        // SAFETY: dup of a descriptor the caller holds open; checked below.
-        let dup = unsafe { libc::dup(fd) };
-        if dup < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // SAFETY: the caller holds `fd` open for the duration of this call.
+        let dup = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
+        self.write_owned_file(dup, offset, len, false)
+    }
+
+    /// `write_file` for a descriptor the request takes over (closed with the
+    /// request pool), optionally flushed to the client.
+    pub fn write_owned_file(&self, file: OwnedFd, offset: u64, len: u64, flush: bool) -> io::Result<()> {
         let pool = self.pool();
-        pool.own(OwnedDescriptor(dup));
-        let mut file: *mut ffi::apr_file_t = std::ptr::null_mut();
-        let mut os_fd = dup;
-        // SAFETY: valid request; apr_os_file_put wraps (without owning) the descriptor;
-        // the bucket refers to the request pool, which outlives the response.
+        let mut os_fd = file.as_raw_fd();
+        pool.own(file);
+        let mut apr_file: *mut ffi::apr_file_t = std::ptr::null_mut();
+        // SAFETY: valid request; apr_os_file_put wraps (without owning) the descriptor,
+        // which the request pool now owns; the bucket lives no longer than that pool.
         unsafe {
-            let rv = ffi::apr_os_file_put(&mut file, &mut os_fd, ffi::APR_FOPEN_READ as i32, pool.raw());
+            let rv = ffi::apr_os_file_put(&mut apr_file, &mut os_fd, ffi::APR_FOPEN_READ as i32, pool.raw());
             if rv != ffi::APR_SUCCESS as i32 {
                 return Err(io::Error::other("cannot wrap the file descriptor for Apache"));
             }
-            ffi::apr_brigade_insert_file(self.brigade(), file, offset as _, len as _, pool.raw());
+            ffi::apr_brigade_insert_file(self.brigade(), apr_file, offset as _, len as _, pool.raw());
         }
-        self.write(&[], false)
+        self.write(&[], flush)
     }
 
     /// True for HEAD requests (Apache sends no body for them).
@@ -271,15 +312,5 @@ impl<'a> Request<'a> {
     pub fn abort(&self) {
         // SAFETY: valid request.
         unsafe { ffi::wsgi_rs_abort(self.raw, self.brigade()) }
-    }
-}
-
-/// A descriptor closed when the owning pool is cleaned up.
-struct OwnedDescriptor(i32);
-
-impl Drop for OwnedDescriptor {
-    fn drop(&mut self) {
-        // SAFETY: we own this descriptor (from dup) and close it once.
-        unsafe { libc::close(self.0) };
     }
 }

@@ -2,9 +2,12 @@
 //! side's session state machine, checked on every frame in and out.
 
 use super::protocol::{
-    encode_data_header, read_frame, ClientSession, DaemonSession, Decoder, Frame, FrameType, ProtocolError,
+    encode_data_header, read_frame, ClientSession, DaemonSession, Decoder, FileSegment, Frame, FrameType, ProtocolError,
 };
-use std::io::Write;
+use crate::apache::fdpass;
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 /// Frames are collected and written together: at `flush`, before every
@@ -17,10 +20,12 @@ pub trait Side {
     fn on_send_data(&mut self, kind: FrameType, len: usize) -> Result<(), ProtocolError>;
     fn on_recv(&mut self, frame: &Frame) -> Result<(), ProtocolError>;
     fn on_eof(&mut self) -> Result<(), ProtocolError>;
+    /// This side accepts descriptors (FILE frames): only the client does.
+    const RECEIVES_FDS: bool;
 }
 
 macro_rules! side {
-    ($t:ty) => {
+    ($t:ty, $fds:expr) => {
         impl Side for $t {
             fn on_send(&mut self, frame: &Frame) -> Result<(), ProtocolError> {
                 <$t>::on_send(self, frame)
@@ -34,17 +39,39 @@ macro_rules! side {
             fn on_eof(&mut self) -> Result<(), ProtocolError> {
                 <$t>::on_eof(self)
             }
+            const RECEIVES_FDS: bool = $fds;
         }
     };
 }
-side!(ClientSession);
-side!(DaemonSession);
+side!(ClientSession, true);
+side!(DaemonSession, false);
+
+/// Descriptors received ahead of their FILE frames, at most (one message carries one).
+const FDS_QUEUED_MAX: usize = 8;
 
 pub struct Channel<S: Side> {
     pub stream: UnixStream,
     pub session: S,
     decoder: Decoder,
     out: Vec<u8>,
+    /// Descriptors received (client side), one per FILE frame, in order.
+    fds: VecDeque<OwnedFd>,
+}
+
+/// Reads from the stream and keeps the descriptors that come with the bytes.
+struct FdReceiver<'a> {
+    stream: &'a UnixStream,
+    fds: &'a mut VecDeque<OwnedFd>,
+}
+
+impl io::Read for FdReceiver<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = fdpass::recv_with_fds(self.stream, buf, self.fds)?;
+        if self.fds.len() > FDS_QUEUED_MAX {
+            return Err(io::Error::other("descriptors received without FILE frames"));
+        }
+        Ok(n)
+    }
 }
 
 impl<S: Side> Channel<S> {
@@ -54,6 +81,7 @@ impl<S: Side> Channel<S> {
             session,
             decoder: Decoder::new(),
             out: Vec::with_capacity(WRITE_BUFFER),
+            fds: VecDeque::new(),
         }
     }
 
@@ -75,6 +103,24 @@ impl<S: Side> Channel<S> {
         self.flush()?;
         self.stream.write_all(data)?;
         Ok(())
+    }
+
+    /// Sends a FILE frame with a copy of `fd` attached (what is queued goes first).
+    pub fn send_file(&mut self, segment: FileSegment, fd: RawFd) -> Result<(), ProtocolError> {
+        let frame = Frame::File(segment);
+        self.session.on_send(&frame)?;
+        self.flush()?;
+        frame.encode(&mut self.out)?;
+        let result = fdpass::send_with_fd(&self.stream, &self.out, fd);
+        self.out.clear();
+        Ok(result?)
+    }
+
+    /// The descriptor of the FILE frame just received.
+    pub fn take_fd(&mut self) -> Result<OwnedFd, ProtocolError> {
+        self.fds
+            .pop_front()
+            .ok_or_else(|| ProtocolError::Io(io::Error::other("a FILE frame came without its descriptor")))
     }
 
     fn flush_if_full(&mut self) -> Result<(), ProtocolError> {
@@ -103,7 +149,16 @@ impl<S: Side> Channel<S> {
     /// peer closed at a point the session allows.
     pub fn recv(&mut self) -> Result<Option<Frame>, ProtocolError> {
         self.flush()?;
-        match read_frame(&mut self.stream, &mut self.decoder)? {
+        let frame = if S::RECEIVES_FDS {
+            let mut reader = FdReceiver {
+                stream: &self.stream,
+                fds: &mut self.fds,
+            };
+            read_frame(&mut reader, &mut self.decoder)?
+        } else {
+            read_frame(&mut self.stream, &mut self.decoder)?
+        };
+        match frame {
             Some(frame) => {
                 self.session.on_recv(&frame)?;
                 Ok(Some(frame))

@@ -8,11 +8,12 @@ use super::protocol::{
     Abort, AbortCode, ClientPhase, ClientSession, EofPhase, Frame, FrameType, Hello, LogLevel, PairBlock,
     ProtocolError, Reject, RequestHead, ResponseHead,
 };
+use crate::apache::fdpass;
 use crate::apache::process::wait_readable;
 use crate::apache::{HandlerOutcome, Request};
 use crate::log::Level;
 use parking_lot::Mutex;
-use std::io::ErrorKind;
+use std::io::{self, ErrorKind};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -321,15 +322,21 @@ fn exchange(r: &Request<'_>, f: &Forward<'_>, ch: &mut Channel<ClientSession>) -
             }
             // Flushed to the client when no further frame is already waiting.
             Frame::ResponseBody(data) if r.write(&data, !ch.has_frame_buffered()).is_err() => {
-                r.log(
-                    Level::Debug,
-                    "client closed the connection; abandoning the daemon response",
-                );
-                let _ = ch.send(&Frame::Abort(Abort {
-                    code: AbortCode::CLIENT_GONE,
-                    message: "client went away".into(),
-                }));
-                return Ok(Attempt::Done(HandlerOutcome::Done));
+                return Ok(client_gone(r, ch));
+            }
+            Frame::File(segment) => {
+                let fd = ch.take_fd()?;
+                if fdpass::regular_file_size(fd.as_raw_fd())
+                    .is_none_or(|size| segment.offset.saturating_add(segment.length) > size)
+                {
+                    return Err(ProtocolError::Io(io::Error::other(
+                        "a FILE frame's descriptor is not a regular file that long",
+                    )));
+                }
+                let flush = !ch.has_frame_buffered();
+                if r.write_owned_file(fd, segment.offset, segment.length, flush).is_err() {
+                    return Ok(client_gone(r, ch));
+                }
             }
             Frame::Log(log) => r.log(level(log.level), &log.message),
             Frame::ResponseEnd => {
@@ -413,4 +420,17 @@ fn send_body(
         }
     }
     Ok(None)
+}
+
+/// The client closed the connection mid-response: the daemon is told to stop.
+fn client_gone(r: &Request<'_>, ch: &mut Channel<ClientSession>) -> Attempt {
+    r.log(
+        Level::Debug,
+        "client closed the connection; abandoning the daemon response",
+    );
+    let _ = ch.send(&Frame::Abort(Abort {
+        code: AbortCode::CLIENT_GONE,
+        message: "client went away".into(),
+    }));
+    Attempt::Done(HandlerOutcome::Done)
 }

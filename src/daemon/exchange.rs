@@ -3,8 +3,10 @@
 
 use super::channel::Channel;
 use super::protocol::{
-    Abort, AbortCode, DaemonSession, Frame, FrameType, Log, LogLevel, ProtocolError, RequestHead, ResponseHead,
+    Abort, AbortCode, DaemonSession, FileSegment, Frame, FrameType, Log, LogLevel, ProtocolError, RequestHead,
+    ResponseHead,
 };
+use crate::apache::fdpass;
 use crate::apache::process::read_at;
 use crate::log::Level;
 use crate::wsgi::{latin1_bytes, Transport};
@@ -17,8 +19,9 @@ const FILE_CHUNK: usize = 256 * 1024;
 pub struct DaemonExchange<'c> {
     channel: RefCell<&'c mut Channel<DaemonSession>>,
     head: &'c RequestHead,
-    /// Body bytes received but not yet read by the app.
+    /// The last BODY frame received; the app has read it up to `pending_at`.
     pending: RefCell<Vec<u8>>,
+    pending_at: Cell<usize>,
     body_done: Cell<bool>,
     /// The connection failed; nothing more can be sent.
     broken: Cell<bool>,
@@ -35,6 +38,7 @@ impl<'c> DaemonExchange<'c> {
             channel: RefCell::new(channel),
             head,
             pending: RefCell::new(Vec::new()),
+            pending_at: Cell::new(0),
             body_done: Cell::new(body_done),
             broken: Cell::new(false),
         }
@@ -114,17 +118,8 @@ impl Transport for DaemonExchange<'_> {
 
     fn read_body(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            {
-                let mut pending = self.pending.borrow_mut();
-                if !pending.is_empty() {
-                    let n = buf.len().min(pending.len());
-                    buf[..n].copy_from_slice(&pending[..n]);
-                    pending.drain(..n);
-                    return Ok(n);
-                }
-            }
-            if self.body_done.get() {
-                return Ok(0);
+            if let Some(n) = self.read_body_ready(buf)? {
+                return Ok(n);
             }
             let need_credit = self.channel.borrow().session.outstanding_credit() == 0;
             if need_credit {
@@ -132,7 +127,11 @@ impl Transport for DaemonExchange<'_> {
             }
             let frame = self.channel.borrow_mut().recv().map_err(io_error)?;
             match frame {
-                Some(Frame::Body(data)) => self.pending.borrow_mut().extend_from_slice(&data),
+                // Nothing is pending here (read_body_ready said so): the frame's buffer is taken over.
+                Some(Frame::Body(data)) => {
+                    *self.pending.borrow_mut() = data;
+                    self.pending_at.set(0);
+                }
                 Some(Frame::BodyEnd) => self.body_done.set(true),
                 Some(Frame::Abort(a)) => {
                     self.broken.set(true);
@@ -148,6 +147,19 @@ impl Transport for DaemonExchange<'_> {
                 }
             }
         }
+    }
+
+    /// Body bytes already carried over (a BODY frame holds more than one read).
+    fn read_body_ready(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let pending = self.pending.borrow();
+        let rest = &pending[self.pending_at.get()..];
+        if rest.is_empty() {
+            return Ok(self.body_done.get().then_some(0));
+        }
+        let n = buf.len().min(rest.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.pending_at.set(self.pending_at.get() + n);
+        Ok(Some(n))
     }
 
     fn send_head(&self, status: u16, status_line: &str, headers: &[(String, String)]) {
@@ -172,6 +184,13 @@ impl Transport for DaemonExchange<'_> {
     }
 
     fn send_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<()> {
+        // A regular file travels as a descriptor: the Apache child sends it
+        // with a file bucket, nothing is copied through the socket. (A file
+        // shorter than announced takes the copying path, which sends what there is.)
+        if fdpass::regular_file_size(fd).is_some_and(|size| offset.saturating_add(len) <= size) {
+            let segment = FileSegment { offset, length: len };
+            return self.on_channel(|c| c.send_file(segment, fd));
+        }
         let mut buf = vec![0u8; FILE_CHUNK.min(len as usize).max(1)];
         let (mut at, end) = (offset, offset + len);
         while at < end {

@@ -395,7 +395,7 @@ impl<'py> Gil<'py> {
         }
         // SAFETY: the buffer belongs to the new, unshared object for `len` bytes.
         let buf = unsafe { std::slice::from_raw_parts_mut(ffi::PyBytes_AsString(obj) as *mut u8, len) };
-        let filled = super::interpreter::allow_threads(self, || fill(buf));
+        let filled = fill(buf);
         let mut obj = obj;
         match filled {
             Ok(n) if n == len => {}

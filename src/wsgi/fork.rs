@@ -44,6 +44,10 @@ impl Transport for ForkGuard<'_> {
         self.check();
         self.inner.read_body(buf)
     }
+    fn read_body_ready(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.check();
+        self.inner.read_body_ready(buf)
+    }
     fn send_head(&self, status: u16, status_line: &str, headers: &[(String, String)]) {
         self.check();
         self.inner.send_head(status, status_line, headers)

@@ -27,52 +27,63 @@ impl<'t> BodyReader<'t> {
         }
     }
 
-    /// Reads until `pending` holds `want` bytes or the body ends (with
-    /// `first_only`, stops after the first read that returns data), with the
-    /// GIL released once for the whole loop (not per socket read: reacquiring
-    /// it under contention is what costs). False if nothing more could be read.
-    fn fill(&self, gil: Gil<'_>, want: usize, first_only: bool) -> std::io::Result<bool> {
-        if self.eof.get() {
-            return Ok(false);
+    /// Reads into `buf` until it is full or the body ends (with `first_only`,
+    /// stops after the first read that returns data); sets `eof`. Bytes that
+    /// have already arrived are taken with the GIL held: handing the GIL to
+    /// another thread and waiting to get it back costs more than copying
+    /// them. Only when it has to wait is the GIL released, once for all the
+    /// reads that follow.
+    fn read_into(&self, gil: Gil<'_>, buf: &mut [u8], first_only: bool) -> std::io::Result<usize> {
+        if self.eof.get() || buf.is_empty() {
+            return Ok(0);
         }
+        // Adds a read's count; true when reading should stop.
+        let advance = |at: &mut usize, n: usize, len: usize| {
+            if n == 0 {
+                self.eof.set(true);
+            }
+            *at += n;
+            n == 0 || first_only || *at == len
+        };
+        let len = buf.len();
+        let mut at = 0;
+        while let Some(n) = self.transport.read_body_ready(&mut buf[at..])? {
+            if advance(&mut at, n, len) {
+                return Ok(at);
+            }
+        }
+        allow_threads(gil, || loop {
+            let n = self.transport.read_body(&mut buf[at..])?;
+            if advance(&mut at, n, len) {
+                return Ok(at);
+            }
+        })
+    }
+
+    /// Reads until `pending` holds `want` bytes or the body ends (with
+    /// `first_only`, stops after the first read that returns data). False if
+    /// nothing more could be read.
+    fn fill(&self, gil: Gil<'_>, want: usize, first_only: bool) -> std::io::Result<bool> {
         let mut scratch = self.scratch.borrow_mut();
         if scratch.is_empty() {
             scratch.resize(CHUNK, 0);
         }
         let mut pending = self.pending.borrow_mut();
         let start = pending.len();
-        allow_threads(gil, || {
-            while pending.len() < want {
-                let room = (want - pending.len()).min(CHUNK);
-                let n = self.transport.read_body(&mut scratch[..room])?;
-                if n == 0 {
-                    self.eof.set(true);
-                    break;
-                }
-                pending.extend_from_slice(&scratch[..n]);
-                if first_only {
-                    break;
-                }
+        while pending.len() < want && !self.eof.get() {
+            let room = (want - pending.len()).min(CHUNK);
+            let n = self.read_into(gil, &mut scratch[..room], first_only)?;
+            pending.extend_from_slice(&scratch[..n]);
+            if first_only && n > 0 {
+                break;
             }
-            Ok(pending.len() > start)
-        })
+        }
+        Ok(pending.len() > start)
     }
 
     /// read(n) with nothing buffered: the body goes straight into the new bytes object.
     fn read_direct<'py>(&self, gil: Gil<'py>, n: usize) -> PyResult<Obj<'py>> {
-        let filled = gil.bytes_filled(n, |buf| {
-            let mut at = 0;
-            while at < buf.len() {
-                let got = self.transport.read_body(&mut buf[at..])?;
-                if got == 0 {
-                    self.eof.set(true);
-                    break;
-                }
-                at += got;
-            }
-            Ok(at)
-        });
-        match filled {
+        match gil.bytes_filled(n, |buf| self.read_into(gil, buf, false)) {
             Ok(bytes) => Ok(bytes),
             Err(FillError::Raised(raised)) => Err(raised),
             Err(FillError::Io(e)) => Err(gil.raise_io(&e)),

@@ -24,8 +24,13 @@ use std::io;
 pub trait Transport {
     /// Visits the CGI variables of the request.
     fn cgi_vars(&self, f: &mut dyn FnMut(&[u8], &[u8]));
-    /// Reads body bytes; 0 at the end of the body.
+    /// Reads body bytes, waiting for them; 0 at the end of the body.
     fn read_body(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Reads body bytes that have already arrived, without waiting (so the
+    /// GIL can stay held); None when none have, or the transport cannot tell.
+    fn read_body_ready(&self, _buf: &mut [u8]) -> io::Result<Option<usize>> {
+        Ok(None)
+    }
     /// Records status and headers; they go out with the first body bytes.
     fn send_head(&self, status: u16, status_line: &str, headers: &[(String, String)]);
     fn send_body(&self, data: &[u8], flush: bool) -> io::Result<()>;
