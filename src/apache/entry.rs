@@ -150,6 +150,23 @@ pub unsafe extern "C" fn wsgi_rs_child_stopping(_pchild: *mut ffi::apr_pool_t, g
 }
 
 #[no_mangle]
+pub unsafe extern "C" fn wsgi_rs_create_connection(
+    ptrans: *mut ffi::apr_pool_t,
+    _server: *mut ffi::server_rec,
+    _socket: *mut c_void,
+    _id: std::os::raw::c_long,
+    _sbh: *mut c_void,
+    _alloc: *mut c_void,
+) -> *mut ffi::conn_rec {
+    // SAFETY: ptrans is the pool of the connection being created; it is cleared when the connection ends.
+    let pool = Pool::from_raw(ptrans);
+    guarded("create_connection", (), || {
+        super::process::note_prefork_connection(&pool)
+    });
+    std::ptr::null_mut()
+}
+
+#[no_mangle]
 pub unsafe extern "C" fn wsgi_rs_handler(r: *mut ffi::request_rec) -> c_int {
     // SAFETY: r is the request being handled.
     let request = Request::from_raw(r);

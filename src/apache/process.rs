@@ -514,9 +514,56 @@ pub fn signal_blocked(sig: i32) -> bool {
     }
 }
 
+/// Caps glibc's malloc arenas for this process, unless MALLOC_ARENA_MAX is set.
+pub fn limit_malloc_arenas(max: i32) {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only adjusts allocator tuning; called before other threads exist.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, max) };
+    }
+}
+
+/// A prefork child has accepted a connection and not yet cleared its pool.
+static PREFORK_CONNECTION_OPEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Called first thing for every new connection: under prefork, marks the
+/// child busy until the connection's pool is cleared. Closes the gap in
+/// which the scoreboard still says SERVER_READY although Apache is already
+/// building the connection (and allocating).
+pub fn note_prefork_connection(ptrans: &Pool<'_>) {
+    struct Closed;
+    impl Drop for Closed {
+        fn drop(&mut self) {
+            PREFORK_CONNECTION_OPEN.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    if !super::mpm_is_threaded() {
+        PREFORK_CONNECTION_OPEN.store(true, std::sync::atomic::Ordering::SeqCst);
+        ptrans.own(Closed);
+    }
+}
+
+/// Blocks the signals prefork ends a child with, for the rest of the process's
+/// life: the parent's SIGTERM may follow its SIGHUP, and a second entry into
+/// the exit path would interrupt the first.
+pub fn block_stop_signals() {
+    // SAFETY: builds a local set and changes only this thread's signal mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// A prefork child's only worker is waiting for a connection (scoreboard
-/// SERVER_READY), i.e. not in the middle of Apache's or Python's code.
+/// SERVER_READY, no connection open), i.e. not in the middle of Apache's or
+/// Python's code. The scoreboard turns READY only after the previous
+/// connection's pool was cleared, so the two together leave no busy gap.
 pub fn prefork_child_is_idle() -> bool {
+    if PREFORK_CONNECTION_OPEN.load(std::sync::atomic::Ordering::SeqCst) {
+        return false;
+    }
     let mut me: ffi::apr_proc_t = ffi::apr_proc_t {
         pid: std::process::id() as i32,
         in_: std::ptr::null_mut(),

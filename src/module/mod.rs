@@ -249,19 +249,24 @@ pub fn child_init(server: Server<'_>) -> Option<fn()> {
 
 /// Apache kills a child that takes ~3 s to exit; finalise well within that.
 fn child_exit() {
-    if in_prefork_stop_handler() && !apache::process::prefork_child_is_idle() {
-        return;
+    if in_prefork_stop_handler() {
+        if !apache::process::prefork_child_is_idle() {
+            return;
+        }
+        apache::process::block_stop_signals();
     }
     python::finalize(Duration::from_millis(1500));
 }
 
-/// prefork ends a child at `-k stop`/`-k restart` from its SIGTERM handler,
-/// which runs the child pool's cleanups. Unless the child was idle (waiting
-/// for a connection), the interrupted code may hold malloc's or Python's
-/// locks, so nothing there may allocate or enter Python (a busy child
-/// aborted in malloc once). The process exits right after.
+/// prefork ends a child at `-k stop`/`-k restart` from its SIGTERM or SIGHUP
+/// handler, which runs the child_stopping hooks and the child pool's
+/// cleanups. Unless the child was idle (waiting for a connection), the
+/// interrupted code may hold malloc's or Python's locks, so nothing there
+/// may allocate or enter Python (a child interrupted in malloc aborted when
+/// a hook started a thread). The process exits right after.
 fn in_prefork_stop_handler() -> bool {
-    !apache::mpm_is_threaded() && apache::process::signal_blocked(libc::SIGTERM)
+    !apache::mpm_is_threaded()
+        && (apache::process::signal_blocked(libc::SIGTERM) || apache::process::signal_blocked(libc::SIGHUP))
 }
 
 /// An ungraceful stop (`-k stop`/`-k restart`) must not wait for requests

@@ -12,6 +12,7 @@
 #include "http_core.h"
 #include "http_log.h"
 #include "http_request.h"
+#include "http_connection.h"
 #include "http_protocol.h"
 #include "mpm_common.h"
 #include "apr_buckets.h"
@@ -27,6 +28,8 @@ extern int wsgi_rs_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *
 extern void wsgi_rs_child_init(apr_pool_t *pchild, server_rec *s);
 extern void wsgi_rs_child_stopping(apr_pool_t *pchild, int graceful);
 extern int wsgi_rs_handler(request_rec *r);
+extern conn_rec *wsgi_rs_create_connection(apr_pool_t *ptrans, server_rec *s, apr_socket_t *csd,
+                                           long id, void *sbh, apr_bucket_alloc_t *alloc);
 
 
 /* Every directive is RAW_ARGS: Rust tokenises (ap_getword_conf) and checks the
@@ -68,6 +71,8 @@ static void wsgi_rs_register_hooks(apr_pool_t *p)
     ap_hook_child_init(wsgi_rs_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_stopping(wsgi_rs_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(wsgi_rs_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Declines always; only notes (prefork) that the child has a connection. */
+    ap_hook_create_connection(wsgi_rs_create_connection, NULL, NULL, APR_HOOK_REALLY_FIRST);
 }
 
 AP_DECLARE_MODULE(wsgi_rs) = {
