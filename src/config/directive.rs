@@ -48,6 +48,8 @@ pub enum Directive {
     DaemonProcess(super::DaemonGroup),
     /// `WSGISocketPrefix`: path prefix of daemon sockets.
     SocketPrefix(String),
+    /// `WSGIRestrictEmbedded`: On = no Python in Apache's children (daemon mode only).
+    RestrictEmbedded(bool),
     /// Accepted for compatibility, with a warning for the admin.
     Ignored {
         warning: String,
@@ -86,6 +88,7 @@ pub fn parse_directive(
             Ok(Directive::SocketPrefix(resolve_path(prefix)))
         }
         "WSGIChunkedRequest" => on_off(name, single_word(name, words)?).map(Directive::ChunkedRequest),
+        "WSGIRestrictEmbedded" => on_off(name, single_word(name, words)?).map(Directive::RestrictEmbedded),
         "WSGIPythonHome" => {
             let home = single_word(name, words)?;
             if home.is_empty() {
@@ -284,6 +287,10 @@ mod tests {
         assert_eq!(
             p("WSGIScriptReloading", "off").unwrap(),
             Directive::ScriptReloading(false)
+        );
+        assert_eq!(
+            p("WSGIRestrictEmbedded", "On").unwrap(),
+            Directive::RestrictEmbedded(true)
         );
         assert!(matches!(
             p("WSGICallableObject", "app").unwrap(),

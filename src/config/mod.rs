@@ -26,6 +26,15 @@ pub struct DirConfig {
 }
 
 impl ServerConfig {
+    /// Whether Apache's children need Python: `WSGIRestrictEmbedded` if set,
+    /// else whether any server's handlers may run embedded.
+    pub fn children_need_python<'a>(main: &ServerConfig, all: impl IntoIterator<Item = &'a ServerConfig>) -> bool {
+        match main.restrict_embedded {
+            Some(restrict) => !restrict,
+            None => all.into_iter().any(|c| c.embedded_handlers),
+        }
+    }
+
     pub fn daemon_group(&self, name: &str) -> Option<&DefinedGroup> {
         self.daemon_groups.iter().find(|g| g.group.name == name)
     }
@@ -125,6 +134,12 @@ pub struct ServerConfig {
     pub python_home: Option<PythonHome>,
     /// Main server only: `WSGIPythonPath` directories.
     pub python_path: Vec<String>,
+    /// Main server only: `WSGIRestrictEmbedded` (None: decided from the handlers).
+    pub restrict_embedded: Option<bool>,
+    /// A `WSGIHandlerScript` here may run embedded: its process-group= is
+    /// absent (a `WSGIProcessGroup` may or may not cover it), `%{GLOBAL}` or
+    /// computed per request.
+    pub embedded_handlers: bool,
 }
 
 #[cfg(test)]

@@ -155,6 +155,18 @@ pub fn handle(r: &Request<'_>) -> HandlerOutcome {
         return crate::daemon::client::forward(r, &forward);
     }
 
+    if !crate::python::is_initialized() {
+        r.log(
+            Level::Error,
+            &format!(
+                "handler '{}' runs in embedded mode here, but Python is not running in this Apache \
+                 child (WSGIRestrictEmbedded On, or Python failed to start: see the error log from \
+                 the child's start)",
+                handler.name
+            ),
+        );
+        return HandlerOutcome::Status(500);
+    }
     if !settings.pass_authorization {
         hint_authorization(r, handler);
     }

@@ -43,6 +43,18 @@ pub fn directive(cmd: &CmdParms<'_>, dir: &mut DirConfig, words: &[String]) -> R
     match parsed {
         Directive::HandlerScript(mut handler) => {
             check_process_group(&handler.process_group)?;
+            let daemon_only = handler.process_group.as_ref().and_then(GroupSpec::literal).is_some();
+            if !daemon_only {
+                if cmd.at_request_time() && !python::is_initialized() {
+                    return Err(format!(
+                        "{name} in .htaccess may run in embedded mode, but Python is not running in \
+                         Apache's children (WSGIRestrictEmbedded On, or no handler in the server \
+                         configuration may run embedded): give it process-group=, or set \
+                         WSGIRestrictEmbedded Off in the server configuration"
+                    ));
+                }
+                server_config_mut(cmd).embedded_handlers = true;
+            }
             // Computed once here rather than per request.
             handler.module_name = format!("_mod_wsgi_{}", apache::md5_hex(&handler.script));
             dir.add_handler(handler);
@@ -80,6 +92,10 @@ pub fn directive(cmd: &CmdParms<'_>, dir: &mut DirConfig, words: &[String]) -> R
                 line,
             };
             server_config_mut(cmd).daemon_groups.push(defined);
+        }
+        Directive::RestrictEmbedded(on) => {
+            main_server_only(cmd, &name)?;
+            server_config_mut(cmd).restrict_embedded = Some(on);
         }
         Directive::SocketPrefix(prefix) => {
             main_server_only(cmd, &name)?;
@@ -224,6 +240,14 @@ pub fn child_init(server: Server<'_>) -> Option<fn()> {
         &apache::server_description(),
     );
     let config = server.config();
+    let all = server.distinct_configs();
+    if !ServerConfig::children_need_python(config, all.iter().map(|(_, c)| *c)) {
+        server.log(
+            Level::Debug,
+            "Python is not started in this child: every handler runs in a daemon process group",
+        );
+        return None;
+    }
     let (program_name, home) = match &config.python_home {
         Some(PythonHome::Venv { program }) => (program.as_str(), None),
         Some(PythonHome::Prefix { home }) => ("/usr/bin/python3", Some(home.as_str())),

@@ -122,6 +122,11 @@ pub fn main_interpreter() -> Option<Interpreter> {
     MAIN.get().copied()
 }
 
+/// Python runs in this process (it does not in Apache's children under `WSGIRestrictEmbedded`).
+pub fn is_initialized() -> bool {
+    MAIN.get().is_some()
+}
+
 fn thread_main_tstate() -> *mut ffi::PyThreadState {
     let known = MAIN_TSTATE.with(Cell::get);
     if known != 0 {
@@ -155,8 +160,11 @@ pub fn get_or_create(
     name: &str,
     setup: impl FnOnce(Gil<'_>) -> Result<NativeTypes, String>,
 ) -> Result<Interpreter, String> {
+    let Some(main) = main_interpreter() else {
+        return Err("Python is not initialised in this process".to_string());
+    };
     if name.is_empty() {
-        return main_interpreter().ok_or_else(|| "Python is not initialised in this process".to_string());
+        return Ok(main);
     }
     if let Some(found) = NAMED.read().get(name) {
         return Ok(*found);

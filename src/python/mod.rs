@@ -11,7 +11,7 @@ mod script;
 mod strings;
 
 pub use error::PyException;
-pub use interpreter::{allow_threads, get_or_create};
+pub use interpreter::{allow_threads, get_or_create, is_initialized};
 pub use native::{Args, CallTarget, InputTarget, LineTarget, NativeTypes, Scope};
 pub use object::{ErrorKind, FillError, Gil, Obj, PyResult, Raised};
 pub use runtime::{

@@ -58,6 +58,8 @@ static const command_rec wsgi_rs_commands[] = {
                    "virtualenv or installation prefix of the Python this module runs"),
     WSGI_DIRECTIVE("WSGIPythonPath", RSRC_CONF,
                    "colon-separated directories added to the front of sys.path"),
+    WSGI_DIRECTIVE("WSGIRestrictEmbedded", RSRC_CONF,
+                   "On|Off: Python in Apache's children for embedded mode (default: only if a handler may run embedded)"),
     WSGI_DIRECTIVE("WSGICallableObject", RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
                    "accepted for compatibility; handler scripts always use handle_request"),
     { NULL }
