@@ -17,6 +17,13 @@ unsafe extern "C" fn drop_boxed<T>(data: *mut c_void) -> ffi::apr_status_t {
     ffi::APR_SUCCESS as ffi::apr_status_t
 }
 
+unsafe extern "C" fn call_fn(data: *mut c_void) -> ffi::apr_status_t {
+    // SAFETY: registered by `Pool::on_cleanup` with a `fn()` pointer.
+    let f: fn() = std::mem::transmute(data);
+    let _ = std::panic::catch_unwind(f);
+    ffi::APR_SUCCESS as ffi::apr_status_t
+}
+
 impl<'a> Pool<'a> {
     /// # Safety
     /// `raw` is a live pool for `'a`.
@@ -29,6 +36,21 @@ impl<'a> Pool<'a> {
 
     pub(super) fn raw(&self) -> *mut ffi::apr_pool_t {
         self.raw
+    }
+
+    /// Runs `f` when the pool is cleared or destroyed. Nothing is freed then
+    /// (unlike `own`), so it is safe where prefork destroys pools from a
+    /// signal handler.
+    pub fn on_cleanup(&self, f: fn()) {
+        // SAFETY: the pool is live; the cleanup gets the fn pointer back as its data.
+        unsafe {
+            ffi::apr_pool_cleanup_register(
+                self.raw,
+                f as *const c_void,
+                Some(call_fn),
+                Some(ffi::apr_pool_cleanup_null),
+            )
+        };
     }
 
     /// Moves `value` into the pool: it is dropped when the pool is cleared or destroyed.

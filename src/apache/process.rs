@@ -530,15 +530,9 @@ static PREFORK_CONNECTION_OPEN: std::sync::atomic::AtomicBool = std::sync::atomi
 /// which the scoreboard still says SERVER_READY although Apache is already
 /// building the connection (and allocating).
 pub fn note_prefork_connection(ptrans: &Pool<'_>) {
-    struct Closed;
-    impl Drop for Closed {
-        fn drop(&mut self) {
-            PREFORK_CONNECTION_OPEN.store(false, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
     if !super::mpm_is_threaded() {
         PREFORK_CONNECTION_OPEN.store(true, std::sync::atomic::Ordering::SeqCst);
-        ptrans.own(Closed);
+        ptrans.on_cleanup(|| PREFORK_CONNECTION_OPEN.store(false, std::sync::atomic::Ordering::SeqCst));
     }
 }
 
