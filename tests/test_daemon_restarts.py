@@ -262,7 +262,11 @@ def test_shutdown_timeout_shortens_stop(apache_factory):
     time.sleep(0.5)
     t = a.stop()
     th.join(20)
-    assert t < 1.0, "stop with shutdown-timeout=0 took %.2fs" % t
+    # Without shutdown-timeout=0 the daemon gives the request 2 s. Apache's
+    # parent checks whether its processes are gone after about 0.02, 0.08,
+    # 0.34 and 1.34 s, so a loaded machine that misses the 0.34 s check
+    # still ends near 1.4 s.
+    assert t < 1.5, "stop with shutdown-timeout=0 took %.2fs" % t
     assert not harness.wait_pids_gone(daemons, timeout=2)
     assert_clean(a)
 
