@@ -2,7 +2,7 @@
 //! side's session state machine, checked on every frame in and out.
 
 use super::protocol::{
-    encode_data_header, read_frame, ClientSession, DaemonSession, Decoder, FileSegment, Frame, FrameType, ProtocolError,
+    encode_data_header, ClientSession, DaemonSession, Decoder, FileSegment, Frame, FrameType, Lent, ProtocolError,
 };
 use crate::apache::fdpass;
 use std::collections::VecDeque;
@@ -148,25 +148,45 @@ impl<S: Side> Channel<S> {
     /// The next frame (after writing what is queued); `Ok(None)` when the
     /// peer closed at a point the session allows.
     pub fn recv(&mut self) -> Result<Option<Frame>, ProtocolError> {
+        Ok(self.recv_lent()?.map(|lent| match lent {
+            Lent::Frame(frame) => frame,
+            Lent::ResponseBody { data, .. } => Frame::ResponseBody(data.to_vec()),
+        }))
+    }
+
+    /// `recv`, with a RESPONSE_BODY's payload lent from the read buffer
+    /// rather than copied (valid until the next call).
+    pub fn recv_lent(&mut self) -> Result<Option<Lent<'_>>, ProtocolError> {
         self.flush()?;
-        let frame = if S::RECEIVES_FDS {
-            let mut reader = FdReceiver {
-                stream: &self.stream,
-                fds: &mut self.fds,
+        while self.decoder.buffered() == 0 || self.decoder.missing()? > 0 {
+            let read = if S::RECEIVES_FDS {
+                let mut reader = FdReceiver {
+                    stream: &self.stream,
+                    fds: &mut self.fds,
+                };
+                self.decoder.fill_from(&mut reader)
+            } else {
+                self.decoder.fill_from(&mut self.stream)
             };
-            read_frame(&mut reader, &mut self.decoder)?
-        } else {
-            read_frame(&mut self.stream, &mut self.decoder)?
-        };
-        match frame {
-            Some(frame) => {
-                self.session.on_recv(&frame)?;
-                Ok(Some(frame))
-            }
-            None => {
-                self.session.on_eof()?;
-                Ok(None)
+            match read {
+                Ok(0) => {
+                    self.decoder.finish()?;
+                    self.session.on_eof()?;
+                    return Ok(None);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ProtocolError::Io(e)),
             }
         }
+        let Some(lent) = self.decoder.next_frame_lent()? else {
+            return Err(ProtocolError::Io(io::Error::other("a complete frame did not decode")));
+        };
+        match &lent {
+            Lent::Frame(frame) => self.session.on_recv(frame)?,
+            // The session checks only where a RESPONSE_BODY may come, not its bytes.
+            Lent::ResponseBody { .. } => self.session.on_recv(&Frame::ResponseBody(Vec::new()))?,
+        }
+        Ok(Some(lent))
     }
 }

@@ -5,7 +5,7 @@
 
 use super::channel::Channel;
 use super::protocol::{
-    Abort, AbortCode, ClientPhase, ClientSession, EofPhase, Frame, FrameType, Hello, LogLevel, PairBlock,
+    Abort, AbortCode, ClientPhase, ClientSession, EofPhase, Frame, FrameType, Hello, Lent, LogLevel, PairBlock,
     ProtocolError, Reject, RequestHead, ResponseHead,
 };
 use crate::apache::fdpass;
@@ -298,8 +298,17 @@ fn exchange(r: &Request<'_>, f: &Forward<'_>, ch: &mut Channel<ClientSession>) -
     ch.send(&Frame::RequestHead(head))?;
     let mut body = Vec::new();
     loop {
-        let Some(frame) = ch.recv()? else {
-            return Err(ProtocolError::UnexpectedEof(EofPhase::BeforeResponseHead));
+        let frame = match ch.recv_lent()? {
+            None => return Err(ProtocolError::UnexpectedEof(EofPhase::BeforeResponseHead)),
+            // Straight from the read buffer to Apache, flushed to the client
+            // when no further frame is already waiting.
+            Some(Lent::ResponseBody { data, more_buffered }) => {
+                if r.write(data, !more_buffered).is_err() {
+                    return Ok(client_gone(r, ch));
+                }
+                continue;
+            }
+            Some(Lent::Frame(frame)) => frame,
         };
         match frame {
             Frame::Ready => {}
@@ -319,10 +328,6 @@ fn exchange(r: &Request<'_>, f: &Forward<'_>, ch: &mut Channel<ClientSession>) -
                 status_line.push(b' ');
                 status_line.extend_from_slice(&reason);
                 r.set_response_head(status, &status_line, headers.iter().map(|(n, v)| (&n[..], &v[..])));
-            }
-            // Flushed to the client when no further frame is already waiting.
-            Frame::ResponseBody(data) if r.write(&data, !ch.has_frame_buffered()).is_err() => {
-                return Ok(client_gone(r, ch));
             }
             Frame::File(segment) => {
                 let fd = ch.take_fd()?;

@@ -16,6 +16,17 @@ const READ_CHUNK_MAX: usize = 1024 * 1024;
 /// Consumed bytes at the front of the buffer are dropped once there are at least this many.
 const COMPACT_MIN: usize = 64 * 1024;
 
+/// A frame from [`Decoder::next_frame_lent`].
+pub enum Lent<'a> {
+    Frame(Frame),
+    /// A RESPONSE_BODY payload in the decoder's buffer; `more_buffered`: a
+    /// further complete frame is already buffered behind it.
+    ResponseBody {
+        data: &'a [u8],
+        more_buffered: bool,
+    },
+}
+
 /// Hard limits of a [`Decoder`]. Lengths are payload bytes; each is checked from the frame
 /// header, before any of the payload is buffered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +164,34 @@ impl Decoder {
             }
         }
         Ok(Some(frame))
+    }
+
+    /// [`Decoder::next_frame`], except that a RESPONSE_BODY's payload is lent
+    /// from the buffer instead of copied into a new `Vec` (the Apache child
+    /// hands it straight to Apache).
+    pub fn next_frame_lent(&mut self) -> Result<Option<Lent<'_>>, ProtocolError> {
+        let avail = &self.buf[self.pos..self.end];
+        let Some(len) = self.header(avail)? else {
+            return Ok(None);
+        };
+        if avail.len() < HEADER_LEN + len {
+            return Ok(None);
+        }
+        if FrameType::from_u8(avail[0]) != Some(FrameType::ResponseBody) {
+            return Ok(self.next_frame()?.map(Lent::Frame));
+        }
+        let start = self.pos + HEADER_LEN;
+        self.pos = start + len;
+        if self.pos == self.end {
+            // The buffer stays as it is while the payload is lent out.
+            self.pos = 0;
+            self.end = 0;
+        }
+        let more_buffered = self.missing().is_ok_and(|m| m == 0);
+        Ok(Some(Lent::ResponseBody {
+            data: &self.buf[start..start + len],
+            more_buffered,
+        }))
     }
 
     /// Bytes still missing before the frame at the front can be decoded (0 if it can be).

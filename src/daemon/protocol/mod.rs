@@ -88,7 +88,7 @@ mod tests;
 
 use std::io::{ErrorKind, Read, Write};
 
-pub use decoder::{Decoder, Limits};
+pub use decoder::{Decoder, Lent, Limits};
 pub use error::{EofPhase, ProtocolError};
 pub use frame::{
     Abort, AbortCode, FileSegment, Frame, FrameType, Hello, HelloAck, Log, LogLevel, Pair, Reject, RejectCode,

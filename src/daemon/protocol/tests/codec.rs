@@ -584,3 +584,47 @@ fn decoder_compacts_its_buffer() {
     }
     assert!(dec.capacity() < 256 * 1024, "capacity {}", dec.capacity());
 }
+
+#[test]
+fn response_bodies_are_lent_other_frames_decoded() {
+    let mut dec = Decoder::new();
+    for frame in [
+        Frame::ResponseBody(b"first".to_vec()),
+        Frame::ResponseBody(b"second".to_vec()),
+        Frame::ResponseEnd,
+    ] {
+        dec.feed(&frame.to_bytes().unwrap());
+    }
+    match dec.next_frame_lent().unwrap() {
+        Some(Lent::ResponseBody { data, more_buffered }) => {
+            assert_eq!(data, b"first");
+            assert!(more_buffered);
+        }
+        _ => panic!("expected a lent RESPONSE_BODY"),
+    }
+    match dec.next_frame_lent().unwrap() {
+        Some(Lent::ResponseBody { data, more_buffered }) => {
+            assert_eq!(data, b"second");
+            assert!(more_buffered);
+        }
+        _ => panic!("expected a lent RESPONSE_BODY"),
+    }
+    assert!(matches!(
+        dec.next_frame_lent().unwrap(),
+        Some(Lent::Frame(Frame::ResponseEnd))
+    ));
+    assert_eq!(dec.buffered(), 0);
+    // A partial frame is not lent, and the last one reports nothing behind it.
+    let bytes = Frame::ResponseBody(b"tail".to_vec()).to_bytes().unwrap();
+    dec.feed(&bytes[..6]);
+    assert!(dec.next_frame_lent().unwrap().is_none());
+    dec.feed(&bytes[6..]);
+    match dec.next_frame_lent().unwrap() {
+        Some(Lent::ResponseBody { data, more_buffered }) => {
+            assert_eq!(data, b"tail");
+            assert!(!more_buffered);
+        }
+        _ => panic!("expected a lent RESPONSE_BODY"),
+    }
+    dec.finish().unwrap();
+}
