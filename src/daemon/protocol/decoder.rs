@@ -10,7 +10,7 @@ use super::frame::{
 use super::pairs::PairBlock;
 
 /// Smallest read [`Decoder::fill_from`] asks for.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
 /// Largest read [`Decoder::fill_from`] asks for (when a big frame is still incomplete).
 const READ_CHUNK_MAX: usize = 1024 * 1024;
 /// Consumed bytes at the front of the buffer are dropped once there are at least this many.
