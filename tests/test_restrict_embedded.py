@@ -79,6 +79,19 @@ def test_an_embedded_handler_starts_python_in_children(module_apache_factory, mp
     harness.assert_clean_log(a.error_log(), du.BAD_LOG)
 
 
+def test_an_embedded_handler_in_a_virtual_host_starts_python(module_apache_factory):
+    vhost = ("<VirtualHost 127.0.0.1:@PORT@>\n    ServerName 127.0.0.1\n"
+             "    WSGIHandlerScript ve @SCRIPTS@/app.py\n"
+             "    <Location /ve>\n        SetHandler ve\n    </Location>\n</VirtualHost>\n")
+    a = start(module_apache_factory, "event", DAEMON_ONLY + vhost)
+    try:
+        assert du.get_json(a, "/ve")["pid"] not in du.daemon_pids(a)
+        assert NOT_STARTED not in a.error_log()
+    finally:
+        a.stop()
+    harness.assert_clean_log(a.error_log(), du.BAD_LOG)
+
+
 def test_restrict_embedded_on_refuses_embedded_requests(module_apache_factory, mpm):
     a = start(module_apache_factory, mpm, "WSGIRestrictEmbedded On\n" + DAEMON_ONLY + EMBEDDED)
     try:
