@@ -19,6 +19,7 @@ pub trait Side {
     fn on_send(&mut self, frame: &Frame) -> Result<(), ProtocolError>;
     fn on_send_data(&mut self, kind: FrameType, len: usize) -> Result<(), ProtocolError>;
     fn on_recv(&mut self, frame: &Frame) -> Result<(), ProtocolError>;
+    fn on_recv_data(&mut self, kind: FrameType, len: usize) -> Result<(), ProtocolError>;
     fn on_eof(&mut self) -> Result<(), ProtocolError>;
     /// This side accepts descriptors (FILE frames): only the client does.
     const RECEIVES_FDS: bool;
@@ -35,6 +36,9 @@ macro_rules! side {
             }
             fn on_recv(&mut self, frame: &Frame) -> Result<(), ProtocolError> {
                 <$t>::on_recv(self, frame)
+            }
+            fn on_recv_data(&mut self, kind: FrameType, len: usize) -> Result<(), ProtocolError> {
+                <$t>::on_recv_data(self, kind, len)
             }
             fn on_eof(&mut self) -> Result<(), ProtocolError> {
                 <$t>::on_eof(self)
@@ -150,12 +154,17 @@ impl<S: Side> Channel<S> {
     pub fn recv(&mut self) -> Result<Option<Frame>, ProtocolError> {
         Ok(self.recv_lent()?.map(|lent| match lent {
             Lent::Frame(frame) => frame,
-            Lent::ResponseBody { data, .. } => Frame::ResponseBody(data.to_vec()),
+            Lent::Data {
+                kind: FrameType::Body,
+                data,
+                ..
+            } => Frame::Body(data.to_vec()),
+            Lent::Data { data, .. } => Frame::ResponseBody(data.to_vec()),
         }))
     }
 
-    /// `recv`, with a RESPONSE_BODY's payload lent from the read buffer
-    /// rather than copied (valid until the next call).
+    /// `recv`, with a BODY's or RESPONSE_BODY's payload lent from the read
+    /// buffer rather than copied (valid until the next call).
     pub fn recv_lent(&mut self) -> Result<Option<Lent<'_>>, ProtocolError> {
         self.flush()?;
         while self.decoder.buffered() == 0 || self.decoder.missing()? > 0 {
@@ -179,14 +188,13 @@ impl<S: Side> Channel<S> {
                 Err(e) => return Err(ProtocolError::Io(e)),
             }
         }
-        let Some(lent) = self.decoder.next_frame_lent()? else {
-            return Err(ProtocolError::Io(io::Error::other("a complete frame did not decode")));
-        };
+        let lent = self.decoder.next_frame_lent()?;
         match &lent {
-            Lent::Frame(frame) => self.session.on_recv(frame)?,
-            // The session checks only where a RESPONSE_BODY may come, not its bytes.
-            Lent::ResponseBody { .. } => self.session.on_recv(&Frame::ResponseBody(Vec::new()))?,
+            Some(Lent::Frame(frame)) => self.session.on_recv(frame)?,
+            Some(Lent::Data { kind, data, .. }) => self.session.on_recv_data(*kind, data.len())?,
+            // Not reached: the loop above waits for a whole frame.
+            None => {}
         }
-        Ok(Some(lent))
+        Ok(lent)
     }
 }

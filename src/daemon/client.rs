@@ -302,7 +302,10 @@ fn exchange(r: &Request<'_>, f: &Forward<'_>, ch: &mut Channel<ClientSession>) -
             None => return Err(ProtocolError::UnexpectedEof(EofPhase::BeforeResponseHead)),
             // Straight from the read buffer to Apache, flushed to the client
             // when no further frame is already waiting.
-            Some(Lent::ResponseBody { data, more_buffered }) => {
+            // (The session refuses any other data frame from the daemon.)
+            Some(Lent::Data {
+                data, more_buffered, ..
+            }) => {
                 if r.write(data, !more_buffered).is_err() {
                     return Ok(client_gone(r, ch));
                 }

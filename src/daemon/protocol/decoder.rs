@@ -19,9 +19,10 @@ const COMPACT_MIN: usize = 64 * 1024;
 /// A frame from [`Decoder::next_frame_lent`].
 pub enum Lent<'a> {
     Frame(Frame),
-    /// A RESPONSE_BODY payload in the decoder's buffer; `more_buffered`: a
-    /// further complete frame is already buffered behind it.
-    ResponseBody {
+    /// A BODY or RESPONSE_BODY payload in the decoder's buffer;
+    /// `more_buffered`: a further complete frame is already buffered behind it.
+    Data {
+        kind: FrameType,
         data: &'a [u8],
         more_buffered: bool,
     },
@@ -166,9 +167,9 @@ impl Decoder {
         Ok(Some(frame))
     }
 
-    /// [`Decoder::next_frame`], except that a RESPONSE_BODY's payload is lent
-    /// from the buffer instead of copied into a new `Vec` (the Apache child
-    /// hands it straight to Apache).
+    /// [`Decoder::next_frame`], except that a BODY's or RESPONSE_BODY's payload
+    /// is lent from the buffer instead of copied into a new `Vec` (the receiver
+    /// copies it straight to where it goes: Apache, or the app's read buffer).
     pub fn next_frame_lent(&mut self) -> Result<Option<Lent<'_>>, ProtocolError> {
         let avail = &self.buf[self.pos..self.end];
         let Some(len) = self.header(avail)? else {
@@ -177,9 +178,10 @@ impl Decoder {
         if avail.len() < HEADER_LEN + len {
             return Ok(None);
         }
-        if FrameType::from_u8(avail[0]) != Some(FrameType::ResponseBody) {
-            return Ok(self.next_frame()?.map(Lent::Frame));
-        }
+        let kind = match FrameType::from_u8(avail[0]) {
+            Some(kind @ (FrameType::Body | FrameType::ResponseBody)) => kind,
+            _ => return Ok(self.next_frame()?.map(Lent::Frame)),
+        };
         let start = self.pos + HEADER_LEN;
         self.pos = start + len;
         if self.pos == self.end {
@@ -188,7 +190,8 @@ impl Decoder {
             self.end = 0;
         }
         let more_buffered = self.missing().is_ok_and(|m| m == 0);
-        Ok(Some(Lent::ResponseBody {
+        Ok(Some(Lent::Data {
+            kind,
             data: &self.buf[start..start + len],
             more_buffered,
         }))

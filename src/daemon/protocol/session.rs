@@ -234,6 +234,13 @@ impl ClientSession {
         self.close_on_error(r)
     }
 
+    /// Checks and records a data frame of `len` bytes received without being
+    /// decoded into a [`Frame`] (see [`super::Lent`]).
+    pub fn on_recv_data(&mut self, kind: FrameType, len: usize) -> Result<(), ProtocolError> {
+        let r = self.recv_data(kind, len);
+        self.close_on_error(r)
+    }
+
     /// The daemon closed the connection. `Ok` when that loses nothing (between requests, after
     /// REJECT/ABORT, or after RESPONSE_END); otherwise the phase says what was cut short.
     pub fn on_eof(&mut self) -> Result<(), ProtocolError> {
@@ -309,7 +316,8 @@ impl ClientSession {
                 self.head = true;
                 self.phase = ClientPhase::Streaming;
             }
-            (Frame::ResponseBody(_) | Frame::File(_), ClientPhase::Streaming) => {}
+            (Frame::ResponseBody(data), _) => return self.recv_data(FrameType::ResponseBody, data.len()),
+            (Frame::File(_), ClientPhase::Streaming) => {}
             (Frame::ResponseEnd, ClientPhase::Streaming) => {
                 self.phase = if self.body.ended {
                     ClientPhase::Idle
@@ -323,6 +331,15 @@ impl ClientSession {
             (_, phase) => return Err(violation(kind, false, client_where(phase))),
         }
         Ok(())
+    }
+
+    fn recv_data(&mut self, kind: FrameType, _len: usize) -> Result<(), ProtocolError> {
+        match (kind, self.phase) {
+            (FrameType::ResponseBody, ClientPhase::Streaming) => Ok(()),
+            (FrameType::ResponseBody, phase) => Err(violation(kind, false, client_where(phase))),
+            (FrameType::Body, _) => Err(violation(kind, false, ONLY_CLIENT)),
+            _ => Err(ProtocolError::NotADataFrame(kind)),
+        }
     }
 }
 
@@ -411,6 +428,13 @@ impl DaemonSession {
         self.close_on_error(r)
     }
 
+    /// Checks and records a data frame of `len` bytes received without being
+    /// decoded into a [`Frame`] (see [`super::Lent`]).
+    pub fn on_recv_data(&mut self, kind: FrameType, len: usize) -> Result<(), ProtocolError> {
+        let r = self.recv_data(kind, len);
+        self.close_on_error(r)
+    }
+
     /// The client closed the connection. `Ok` when that loses nothing (before HELLO, between
     /// requests, after REJECT/ABORT, or once RESPONSE_END was sent).
     pub fn on_eof(&mut self) -> Result<(), ProtocolError> {
@@ -491,7 +515,7 @@ impl DaemonSession {
                 self.head = false;
                 self.exchanges += 1;
             }
-            (Frame::Body(data), DaemonPhase::Active | DaemonPhase::Draining) => self.body.data(data.len(), false)?,
+            (Frame::Body(data), _) => return self.recv_data(FrameType::Body, data.len()),
             (Frame::BodyEnd, DaemonPhase::Active) => self.body.end(false)?,
             (Frame::BodyEnd, DaemonPhase::Draining) => {
                 self.body.end(false)?;
@@ -502,6 +526,15 @@ impl DaemonSession {
             (_, phase) => return Err(violation(kind, false, daemon_where(phase))),
         }
         Ok(())
+    }
+
+    fn recv_data(&mut self, kind: FrameType, len: usize) -> Result<(), ProtocolError> {
+        match (kind, self.phase) {
+            (FrameType::Body, DaemonPhase::Active | DaemonPhase::Draining) => self.body.data(len, false),
+            (FrameType::Body, phase) => Err(violation(kind, false, daemon_where(phase))),
+            (FrameType::ResponseBody, _) => Err(violation(kind, false, ONLY_DAEMON)),
+            _ => Err(ProtocolError::NotADataFrame(kind)),
+        }
     }
 }
 

@@ -586,9 +586,10 @@ fn decoder_compacts_its_buffer() {
 }
 
 #[test]
-fn response_bodies_are_lent_other_frames_decoded() {
+fn data_frames_are_lent_other_frames_decoded() {
     let mut dec = Decoder::new();
     for frame in [
+        Frame::Body(b"upload".to_vec()),
         Frame::ResponseBody(b"first".to_vec()),
         Frame::ResponseBody(b"second".to_vec()),
         Frame::ResponseEnd,
@@ -596,14 +597,33 @@ fn response_bodies_are_lent_other_frames_decoded() {
         dec.feed(&frame.to_bytes().unwrap());
     }
     match dec.next_frame_lent().unwrap() {
-        Some(Lent::ResponseBody { data, more_buffered }) => {
+        Some(Lent::Data {
+            kind: FrameType::Body,
+            data,
+            more_buffered,
+        }) => {
+            assert_eq!(data, b"upload");
+            assert!(more_buffered);
+        }
+        _ => panic!("expected a lent BODY"),
+    }
+    match dec.next_frame_lent().unwrap() {
+        Some(Lent::Data {
+            kind: FrameType::ResponseBody,
+            data,
+            more_buffered,
+        }) => {
             assert_eq!(data, b"first");
             assert!(more_buffered);
         }
         _ => panic!("expected a lent RESPONSE_BODY"),
     }
     match dec.next_frame_lent().unwrap() {
-        Some(Lent::ResponseBody { data, more_buffered }) => {
+        Some(Lent::Data {
+            kind: FrameType::ResponseBody,
+            data,
+            more_buffered,
+        }) => {
             assert_eq!(data, b"second");
             assert!(more_buffered);
         }
@@ -620,7 +640,11 @@ fn response_bodies_are_lent_other_frames_decoded() {
     assert!(dec.next_frame_lent().unwrap().is_none());
     dec.feed(&bytes[6..]);
     match dec.next_frame_lent().unwrap() {
-        Some(Lent::ResponseBody { data, more_buffered }) => {
+        Some(Lent::Data {
+            kind: FrameType::ResponseBody,
+            data,
+            more_buffered,
+        }) => {
             assert_eq!(data, b"tail");
             assert!(!more_buffered);
         }

@@ -474,3 +474,39 @@ fn daemon_side_violations() {
     l.c(Frame::BodyEnd).unwrap();
     assert!(l.daemon.is_idle());
 }
+
+#[test]
+fn lent_data_is_checked_like_the_decoded_frame() {
+    // `on_recv_data` must accept and refuse exactly what `on_recv` does for the same frame.
+    let same = |a: Result<(), ProtocolError>, b: Result<(), ProtocolError>| {
+        assert_eq!(a.map_err(|e| e.to_string()), b.map_err(|e| e.to_string()));
+    };
+    let mut l = Link::connected();
+    for (frame, kind) in [
+        (Frame::Body(vec![1; 3]), FrameType::Body),
+        (Frame::ResponseBody(vec![1; 3]), FrameType::ResponseBody),
+    ] {
+        same(l.client.clone().on_recv(&frame), l.client.clone().on_recv_data(kind, 3));
+        same(l.daemon.clone().on_recv(&frame), l.daemon.clone().on_recv_data(kind, 3));
+    }
+    l.c(request(None)).unwrap();
+    l.d(Frame::Ready).unwrap();
+    l.d(Frame::Credit(2)).unwrap();
+    // Over the credit, and a RESPONSE_BODY before the head, are refused either way.
+    let err = l.daemon.clone().on_recv_data(FrameType::Body, 3).unwrap_err();
+    assert!(matches!(err, ProtocolError::CreditExceeded { len: 3, credit: 2 }));
+    let err = l.client.clone().on_recv_data(FrameType::ResponseBody, 3).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "protocol violation: RESPONSE_BODY frame received before response head"
+    );
+    l.daemon.on_recv_data(FrameType::Body, 2).unwrap();
+    assert_eq!(l.daemon.body_received(), 2);
+    l.d(head(200)).unwrap();
+    l.client.on_recv_data(FrameType::ResponseBody, 3).unwrap();
+    let err = l.client.clone().on_recv_data(FrameType::Body, 3).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "protocol violation: BODY frame received (only the client sends it)"
+    );
+}
