@@ -3,7 +3,7 @@
 
 use super::channel::Channel;
 use super::protocol::{
-    Abort, AbortCode, DaemonSession, FileSegment, Frame, FrameType, Log, LogLevel, ProtocolError, RequestHead,
+    Abort, AbortCode, DaemonSession, FileSegment, Frame, FrameType, Lent, Log, LogLevel, ProtocolError, RequestHead,
     ResponseHead,
 };
 use crate::apache::fdpass;
@@ -19,7 +19,7 @@ const FILE_CHUNK: usize = 256 * 1024;
 pub struct DaemonExchange<'c> {
     channel: RefCell<&'c mut Channel<DaemonSession>>,
     head: &'c RequestHead,
-    /// The last BODY frame received; the app has read it up to `pending_at`.
+    /// What the app's last read left of the last BODY frame, read up to `pending_at`.
     pending: RefCell<Vec<u8>>,
     pending_at: Cell<usize>,
     body_done: Cell<bool>,
@@ -99,8 +99,8 @@ impl<'c> DaemonExchange<'c> {
             return false;
         }
         while !self.body_done.get() {
-            match self.channel.borrow_mut().recv() {
-                Ok(Some(Frame::BodyEnd)) => self.body_done.set(true),
+            match self.channel.borrow_mut().recv_lent() {
+                Ok(Some(Lent::Frame(Frame::BodyEnd))) => self.body_done.set(true),
                 Ok(Some(_)) => {}
                 _ => return false,
             }
@@ -125,19 +125,28 @@ impl Transport for DaemonExchange<'_> {
             if need_credit {
                 self.send(&Frame::Credit(CREDIT))?;
             }
-            let frame = self.channel.borrow_mut().recv().map_err(io_error)?;
-            match frame {
-                // Nothing is pending here (read_body_ready said so): the frame's buffer is taken over.
-                Some(Frame::Body(data)) => {
-                    *self.pending.borrow_mut() = data;
+            let mut channel = self.channel.borrow_mut();
+            match channel.recv_lent().map_err(io_error)? {
+                // (The session lets only BODY through here.) Nothing is pending
+                // (read_body_ready said so): what fits goes straight into `buf`,
+                // the rest waits for the next read.
+                Some(Lent::Data { data, .. }) => {
+                    let n = buf.len().min(data.len());
+                    buf[..n].copy_from_slice(&data[..n]);
+                    let mut pending = self.pending.borrow_mut();
+                    pending.clear();
+                    pending.extend_from_slice(&data[n..]);
                     self.pending_at.set(0);
+                    if n > 0 {
+                        return Ok(n);
+                    }
                 }
-                Some(Frame::BodyEnd) => self.body_done.set(true),
-                Some(Frame::Abort(a)) => {
+                Some(Lent::Frame(Frame::BodyEnd)) => self.body_done.set(true),
+                Some(Lent::Frame(Frame::Abort(a))) => {
                     self.broken.set(true);
                     return Err(io::Error::new(io::ErrorKind::ConnectionAborted, a.message));
                 }
-                Some(_) => {}
+                Some(Lent::Frame(_)) => {}
                 None => {
                     self.broken.set(true);
                     return Err(io::Error::new(
