@@ -122,24 +122,13 @@ pub unsafe extern "C" fn wsgi_rs_post_config(
     ffi::OK as c_int
 }
 
-unsafe extern "C" fn run_exit_hook(data: *mut c_void) -> ffi::apr_status_t {
-    // SAFETY: data is the fn pointer registered in wsgi_rs_child_init.
-    let hook: fn() = std::mem::transmute(data);
-    guarded("child exit", (), hook);
-    ffi::APR_SUCCESS as ffi::apr_status_t
-}
-
 #[no_mangle]
 pub unsafe extern "C" fn wsgi_rs_child_init(pchild: *mut ffi::apr_pool_t, s: *mut ffi::server_rec) {
     guarded("child_init", (), || {
+        super::process::note_child_mpm();
         // SAFETY: s is the main server; pchild lives until the child exits.
         if let Some(on_exit) = crate::module::child_init(Server::from_raw(s)) {
-            ffi::apr_pool_cleanup_register(
-                pchild,
-                on_exit as *const c_void,
-                Some(run_exit_hook),
-                Some(ffi::apr_pool_cleanup_null),
-            );
+            Pool::from_raw(pchild).on_cleanup(on_exit);
         }
     })
 }

@@ -20,6 +20,8 @@ unsafe extern "C" fn drop_boxed<T>(data: *mut c_void) -> ffi::apr_status_t {
 unsafe extern "C" fn call_fn(data: *mut c_void) -> ffi::apr_status_t {
     // SAFETY: registered by `Pool::on_cleanup` with a `fn()` pointer.
     let f: fn() = std::mem::transmute(data);
+    // A panic's message is already in the error log (stderr); nothing more is
+    // logged here, as this may run in a signal handler.
     let _ = std::panic::catch_unwind(f);
     ffi::APR_SUCCESS as ffi::apr_status_t
 }

@@ -524,13 +524,21 @@ pub fn limit_malloc_arenas(max: i32) {
 
 /// A prefork child has accepted a connection and not yet cleared its pool.
 static PREFORK_CONNECTION_OPEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// This process is a prefork child (set once in child_init: the MPM is asked
+/// once per child, not per connection).
+static IN_PREFORK_CHILD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Called in child_init: remembers whether this child runs under prefork.
+pub fn note_child_mpm() {
+    IN_PREFORK_CHILD.store(!super::mpm_is_threaded(), std::sync::atomic::Ordering::Relaxed);
+}
 
 /// Called first thing for every new connection: under prefork, marks the
 /// child busy until the connection's pool is cleared. Closes the gap in
 /// which the scoreboard still says SERVER_READY although Apache is already
 /// building the connection (and allocating).
 pub fn note_prefork_connection(ptrans: &Pool<'_>) {
-    if !super::mpm_is_threaded() {
+    if IN_PREFORK_CHILD.load(std::sync::atomic::Ordering::Relaxed) {
         PREFORK_CONNECTION_OPEN.store(true, std::sync::atomic::Ordering::SeqCst);
         ptrans.on_cleanup(|| PREFORK_CONNECTION_OPEN.store(false, std::sync::atomic::Ordering::SeqCst));
     }
