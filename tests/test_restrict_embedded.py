@@ -6,6 +6,8 @@ always does. Daemon handlers work either way; an embedded request in a
 child without Python is a 500 with the reason in the log, and so is an
 embedded handler added by .htaccess."""
 
+import contextlib
+
 import pytest
 
 import daemonutil as du
@@ -29,7 +31,10 @@ WSGIHandlerScript e @SCRIPTS@/app.py
 """
 
 
-def start(factory, mpm, conf):
+@contextlib.contextmanager
+def serving(factory, mpm, conf, forbidden_log=()):
+    """Apache with `conf` for the body of the `with`; then stopped, and its log
+    must hold no bad line (du.BAD_LOG) nor any of `forbidden_log`."""
     a = factory(mpm=mpm, log_level="info wsgi_rs:debug")
     a.copy_app("daemon_app.py", "app.py")
     a.write("htdocs/ht-embedded/.htaccess", "WSGIHandlerScript hte %s/app.py\nSetHandler hte\n" % a.scripts)
@@ -38,7 +43,11 @@ def start(factory, mpm, conf):
             "WSGIHandlerScript htd %s/app.py process-group=g\nSetHandler htd\n" % a.scripts)
     a.write("htdocs/ht-daemon/x", "")
     a.start(conf)
-    return a
+    try:
+        yield a
+    finally:
+        a.stop()
+    harness.assert_clean_log(a.error_log(), du.BAD_LOG + tuple(forbidden_log))
 
 
 def served_by_daemon(a, path):
@@ -51,8 +60,7 @@ def mpm(request):
 
 
 def test_daemon_only_configuration_starts_no_python_in_children(module_apache_factory, mpm):
-    a = start(module_apache_factory, mpm, DAEMON_ONLY)
-    try:
+    with serving(module_apache_factory, mpm, DAEMON_ONLY, forbidden_log=("AH00529",)) as a:
         served_by_daemon(a, "/d")
         served_by_daemon(a, "/ht-daemon/x")
         assert NOT_STARTED in a.error_log()
@@ -61,40 +69,29 @@ def test_daemon_only_configuration_starts_no_python_in_children(module_apache_fa
         assert st == 500
         assert "may run in embedded mode, but Python is not running" in a.log_since(mark)
         served_by_daemon(a, "/d")
-    finally:
-        a.stop()
-    harness.assert_clean_log(a.error_log(), du.BAD_LOG + ("AH00529",))
 
 
 def test_an_embedded_handler_starts_python_in_children(module_apache_factory, mpm):
-    a = start(module_apache_factory, mpm, DAEMON_ONLY + EMBEDDED)
-    try:
+    with serving(module_apache_factory, mpm, DAEMON_ONLY + EMBEDDED) as a:
         embedded = du.get_json(a, "/e")
         assert embedded["pid"] not in du.daemon_pids(a)
         du.get_json(a, "/ht-embedded/x")
         served_by_daemon(a, "/d")
         assert NOT_STARTED not in a.error_log()
-    finally:
-        a.stop()
-    harness.assert_clean_log(a.error_log(), du.BAD_LOG)
 
 
 def test_an_embedded_handler_in_a_virtual_host_starts_python(module_apache_factory):
     vhost = ("<VirtualHost 127.0.0.1:@PORT@>\n    ServerName 127.0.0.1\n"
              "    WSGIHandlerScript ve @SCRIPTS@/app.py\n"
              "    <Location /ve>\n        SetHandler ve\n    </Location>\n</VirtualHost>\n")
-    a = start(module_apache_factory, "event", DAEMON_ONLY + vhost)
-    try:
+    with serving(module_apache_factory, "event", DAEMON_ONLY + vhost) as a:
         assert du.get_json(a, "/ve")["pid"] not in du.daemon_pids(a)
         assert NOT_STARTED not in a.error_log()
-    finally:
-        a.stop()
-    harness.assert_clean_log(a.error_log(), du.BAD_LOG)
 
 
 def test_restrict_embedded_on_refuses_embedded_requests(module_apache_factory, mpm):
-    a = start(module_apache_factory, mpm, "WSGIRestrictEmbedded On\n" + DAEMON_ONLY + EMBEDDED)
-    try:
+    conf = "WSGIRestrictEmbedded On\n" + DAEMON_ONLY + EMBEDDED
+    with serving(module_apache_factory, mpm, conf, forbidden_log=("AH00529",)) as a:
         served_by_daemon(a, "/d")
         assert NOT_STARTED in a.error_log()
         mark = a.log_mark()
@@ -102,20 +99,13 @@ def test_restrict_embedded_on_refuses_embedded_requests(module_apache_factory, m
         assert st == 500
         assert "handler 'e' runs in embedded mode here, but Python is not running" in a.log_since(mark)
         served_by_daemon(a, "/d")
-    finally:
-        a.stop()
-    harness.assert_clean_log(a.error_log(), du.BAD_LOG + ("AH00529",))
 
 
 def test_restrict_embedded_off_starts_python_anyway(module_apache_factory):
-    a = start(module_apache_factory, "event", "WSGIRestrictEmbedded Off\n" + DAEMON_ONLY)
-    try:
+    with serving(module_apache_factory, "event", "WSGIRestrictEmbedded Off\n" + DAEMON_ONLY) as a:
         served_by_daemon(a, "/d")
         du.get_json(a, "/ht-embedded/x")
         assert NOT_STARTED not in a.error_log()
-    finally:
-        a.stop()
-    harness.assert_clean_log(a.error_log(), du.BAD_LOG)
 
 
 @pytest.mark.parametrize("conf, reason", [
