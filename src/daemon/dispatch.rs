@@ -15,9 +15,14 @@ use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// Threads waiting in the epoll at most: enough to keep both sides of a
-/// request (Python, and the socket I/O around it) busy on a few cores.
-const EPOLL_WAITERS: usize = 3;
+/// Threads waiting in the epoll at most. One: a thread back from a request
+/// takes the next one itself if it is waiting (its caches are warm and it
+/// need not wait for the GIL), and a second thread is woken only when the
+/// first has taken a request. With 2 or 3 waiters, a burst of requests woke
+/// that many threads at once to queue for the GIL: on 2 cores, 1 instead of
+/// 3 cut the machine's CPU per request by ~25 % on a 2 KiB environ-built
+/// response and ~10 % on hello world (BENCHMARKS.md).
+const EPOLL_WAITERS: usize = 1;
 /// How long a thread waits in one go before it looks at the stop flag again.
 const IDLE_WAIT_MS: i32 = 1000;
 const HELD_WAIT: Duration = Duration::from_secs(5);
