@@ -20,8 +20,7 @@ use std::time::Duration;
 /// need not wait for the GIL), and a second thread is woken only when the
 /// first has taken a request. With 2 or 3 waiters, a burst of requests woke
 /// that many threads at once to queue for the GIL: on 2 cores, 1 instead of
-/// 3 cut the machine's CPU per request by ~25 % on a 2 KiB environ-built
-/// response and ~10 % on hello world (BENCHMARKS.md).
+/// 3 served ~10 % more environ requests per second in the benchmark.
 const EPOLL_WAITERS: usize = 1;
 /// How long a thread waits in one go before it looks at the stop flag again.
 const IDLE_WAIT_MS: i32 = 1000;
