@@ -168,32 +168,14 @@ impl<'a> Request<'a> {
     /// Reads body bytes, waiting for them (and sending `100 Continue` first
     /// if the client waits for it); 0 at the end of the body.
     pub fn read_body(&self, buf: &mut [u8]) -> io::Result<usize> {
-        Ok(self.read_body_from_filters(buf, true)?.unwrap_or(0))
-    }
-
-    /// Reads body bytes that have already arrived, without waiting; None when
-    /// there are none yet, Some(0) at the end of the body.
-    pub fn read_body_ready(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        self.read_body_from_filters(buf, false)
-    }
-
-    fn read_body_from_filters(&self, buf: &mut [u8], block: bool) -> io::Result<Option<usize>> {
         let mut len = buf.len() as ffi::apr_size_t;
         // SAFETY: valid request after setup_body; buf is writable for `len` bytes;
         // the input brigade is the request's own and empty between calls.
-        let rv = unsafe {
-            ffi::wsgi_rs_read(
-                self.raw,
-                self.input_brigade(),
-                buf.as_mut_ptr() as *mut _,
-                &mut len,
-                block as i32,
-            )
-        } as u32;
+        let rv =
+            unsafe { ffi::wsgi_rs_read(self.raw, self.input_brigade(), buf.as_mut_ptr() as *mut _, &mut len) } as u32;
         match rv {
-            ffi::APR_SUCCESS => Ok(Some(len as usize)),
-            ffi::APR_EOF => Ok(Some(0)),
-            ffi::APR_EAGAIN => Ok(None),
+            ffi::APR_SUCCESS => Ok(len as usize),
+            ffi::APR_EOF => Ok(0),
             _ => Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "error reading the request body from the client",

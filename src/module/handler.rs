@@ -75,9 +75,6 @@ impl Transport for Embedded<'_, '_> {
     fn read_body(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.request.read_body(buf)
     }
-    fn read_body_ready(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        self.request.read_body_ready(buf)
-    }
     fn send_head(&self, status: u16, status_line: &str, headers: &[(String, String)]) {
         let headers = headers
             .iter()

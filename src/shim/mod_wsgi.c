@@ -144,14 +144,12 @@ apr_status_t wsgi_rs_write(request_rec *r, apr_bucket_brigade *bb, const char *d
     return rv;
 }
 
-/* Reads up to *len request body bytes into buf through the input filters:
- * ap_get_client_block, but into a brigade kept for the request and, with
- * block == 0, without waiting (what has arrived already, so the caller can
- * keep the GIL). *len is set to the count. APR_EOF: the body has ended;
- * APR_EAGAIN: nothing has arrived yet (only without block); any other
- * status but APR_SUCCESS: the read failed, the connection is not kept. */
+/* Reads up to *len request body bytes into buf through the input filters,
+ * waiting for at least one: ap_get_client_block, but into a brigade kept for
+ * the request. *len is set to the count. APR_EOF: the body has ended; any
+ * other status but APR_SUCCESS: the read failed, the connection is not kept. */
 apr_status_t wsgi_rs_read(request_rec *r, apr_bucket_brigade *bb, char *buf,
-                          apr_size_t *len, int block)
+                          apr_size_t *len)
 {
     apr_size_t got = *len;
     apr_status_t rv;
@@ -162,7 +160,7 @@ apr_status_t wsgi_rs_read(request_rec *r, apr_bucket_brigade *bb, char *buf,
         return APR_EOF;
     }
     rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
-                        block ? APR_BLOCK_READ : APR_NONBLOCK_READ, got);
+                        APR_BLOCK_READ, got);
     if (rv == APR_SUCCESS) {
         eos = !APR_BRIGADE_EMPTY(bb) && APR_BUCKET_IS_EOS(APR_BRIGADE_LAST(bb));
         rv = apr_brigade_flatten(bb, buf, &got);
@@ -177,13 +175,10 @@ apr_status_t wsgi_rs_read(request_rec *r, apr_bucket_brigade *bb, char *buf,
         *len = got;
         if (got == 0) {
             /* a blocking read that returns nothing and no EOS is a broken filter */
-            rv = eos ? APR_EOF : block ? APR_EGENERAL : APR_EAGAIN;
+            rv = eos ? APR_EOF : APR_EGENERAL;
         }
     }
-    else if (!block && APR_STATUS_IS_EAGAIN(rv)) {
-        rv = APR_EAGAIN;
-    }
-    if (rv != APR_SUCCESS && rv != APR_EOF && rv != APR_EAGAIN) {
+    if (rv != APR_SUCCESS && rv != APR_EOF) {
         r->connection->keepalive = AP_CONN_CLOSE;
     }
     return rv;

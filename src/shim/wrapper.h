@@ -30,4 +30,4 @@ apr_status_t wsgi_rs_write(request_rec *r, apr_bucket_brigade *bb, const char *d
 void wsgi_rs_abort(request_rec *r, apr_bucket_brigade *bb);
 apr_bucket_brigade *wsgi_rs_brigade(request_rec *r);
 apr_status_t wsgi_rs_read(request_rec *r, apr_bucket_brigade *bb, char *buf,
-                          apr_size_t *len, int block);
+                          apr_size_t *len);

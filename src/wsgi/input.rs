@@ -28,11 +28,9 @@ impl<'t> BodyReader<'t> {
     }
 
     /// Reads into `buf` until it is full or the body ends (with `first_only`,
-    /// stops after the first read that returns data); sets `eof`. Bytes that
-    /// have already arrived are taken with the GIL held: handing the GIL to
-    /// another thread and waiting to get it back costs more than copying
-    /// them. Only when it has to wait is the GIL released, once for all the
-    /// reads that follow.
+    /// stops after the first read that returns data); sets `eof`. Bytes the
+    /// transport already holds in memory are taken with the GIL held; for
+    /// the rest the GIL is released once, for all the reads that follow.
     fn read_into(&self, gil: Gil<'_>, buf: &mut [u8], first_only: bool) -> std::io::Result<usize> {
         if self.eof.get() || buf.is_empty() {
             return Ok(0);

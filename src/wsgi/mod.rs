@@ -26,8 +26,10 @@ pub trait Transport {
     fn cgi_vars(&self, f: &mut dyn FnMut(&[u8], &[u8]));
     /// Reads body bytes, waiting for them; 0 at the end of the body.
     fn read_body(&self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Reads body bytes that have already arrived, without waiting (so the
-    /// GIL can stay held); None when none have, or the transport cannot tell.
+    /// Body bytes already in memory, taken without a system call, so the GIL
+    /// can stay held (the daemon's rest of a BODY frame); None when there are
+    /// none. Embedded mode has none: reading through Apache's filters with
+    /// the GIL held cost more in GIL hand-overs than it saved (BENCHMARKS.md).
     fn read_body_ready(&self, _buf: &mut [u8]) -> io::Result<Option<usize>> {
         Ok(None)
     }
