@@ -585,6 +585,18 @@ fn decoder_compacts_its_buffer() {
     assert!(dec.capacity() < 256 * 1024, "capacity {}", dec.capacity());
 }
 
+/// The next frame, which must be lent data: (kind, payload, more_buffered).
+fn next_lent_data(dec: &mut Decoder) -> (FrameType, Vec<u8>, bool) {
+    match dec.next_frame_lent().unwrap() {
+        Some(Lent::Data {
+            kind,
+            data,
+            more_buffered,
+        }) => (kind, data.to_vec(), more_buffered),
+        _ => panic!("expected lent data"),
+    }
+}
+
 #[test]
 fn data_frames_are_lent_other_frames_decoded() {
     let mut dec = Decoder::new();
@@ -596,39 +608,15 @@ fn data_frames_are_lent_other_frames_decoded() {
     ] {
         dec.feed(&frame.to_bytes().unwrap());
     }
-    match dec.next_frame_lent().unwrap() {
-        Some(Lent::Data {
-            kind: FrameType::Body,
-            data,
-            more_buffered,
-        }) => {
-            assert_eq!(data, b"upload");
-            assert!(more_buffered);
-        }
-        _ => panic!("expected a lent BODY"),
-    }
-    match dec.next_frame_lent().unwrap() {
-        Some(Lent::Data {
-            kind: FrameType::ResponseBody,
-            data,
-            more_buffered,
-        }) => {
-            assert_eq!(data, b"first");
-            assert!(more_buffered);
-        }
-        _ => panic!("expected a lent RESPONSE_BODY"),
-    }
-    match dec.next_frame_lent().unwrap() {
-        Some(Lent::Data {
-            kind: FrameType::ResponseBody,
-            data,
-            more_buffered,
-        }) => {
-            assert_eq!(data, b"second");
-            assert!(more_buffered);
-        }
-        _ => panic!("expected a lent RESPONSE_BODY"),
-    }
+    assert_eq!(next_lent_data(&mut dec), (FrameType::Body, b"upload".to_vec(), true));
+    assert_eq!(
+        next_lent_data(&mut dec),
+        (FrameType::ResponseBody, b"first".to_vec(), true)
+    );
+    assert_eq!(
+        next_lent_data(&mut dec),
+        (FrameType::ResponseBody, b"second".to_vec(), true)
+    );
     assert!(matches!(
         dec.next_frame_lent().unwrap(),
         Some(Lent::Frame(Frame::ResponseEnd))
@@ -639,16 +627,9 @@ fn data_frames_are_lent_other_frames_decoded() {
     dec.feed(&bytes[..6]);
     assert!(dec.next_frame_lent().unwrap().is_none());
     dec.feed(&bytes[6..]);
-    match dec.next_frame_lent().unwrap() {
-        Some(Lent::Data {
-            kind: FrameType::ResponseBody,
-            data,
-            more_buffered,
-        }) => {
-            assert_eq!(data, b"tail");
-            assert!(!more_buffered);
-        }
-        _ => panic!("expected a lent RESPONSE_BODY"),
-    }
+    assert_eq!(
+        next_lent_data(&mut dec),
+        (FrameType::ResponseBody, b"tail".to_vec(), false)
+    );
     dec.finish().unwrap();
 }
