@@ -187,6 +187,7 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
             }
             more
         };
+        let sent_at = Instant::now();
         let result = exchange(r, f, &mut conn.ch);
         let who = describe(conn.ch.session.daemon().map_or(0, |d| d.pid), &f.group.name);
         let e = match result {
@@ -229,6 +230,15 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
             r.log(
                 Level::Error,
                 &format!("{who} sent nothing for {timeout:?} (socket-timeout/request-timeout): status 504"),
+            );
+            HandlerOutcome::Status(504)
+        } else if let Some(limit) = f.group.request_timeout.filter(|&l| sent_at.elapsed() >= l) {
+            // The daemon replaces a process whose request ran past
+            // request-timeout, which closes the connection; its check can
+            // come just before our own timeout fires. Same cause, same 504.
+            r.log(
+                Level::Error,
+                &format!("{who} closed the connection after the request ran past request-timeout={limit:?}: {e} (status 504)"),
             );
             HandlerOutcome::Status(504)
         } else if matches!(e, ProtocolError::ResponseHeadTooLarge { .. }) {
