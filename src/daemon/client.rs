@@ -187,7 +187,8 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
             }
             more
         };
-        let sent_at = Instant::now();
+        // Only needed to tell a request-timeout restart from other failures.
+        let sent_at = f.group.request_timeout.map(|_| Instant::now());
         let result = exchange(r, f, &mut conn.ch);
         let who = describe(conn.ch.session.daemon().map_or(0, |d| d.pid), &f.group.name);
         let e = match result {
@@ -232,7 +233,11 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
                 &format!("{who} sent nothing for {timeout:?} (socket-timeout/request-timeout): status 504"),
             );
             HandlerOutcome::Status(504)
-        } else if let Some(limit) = f.group.request_timeout.filter(|&l| sent_at.elapsed() >= l) {
+        } else if let Some(limit) = f
+            .group
+            .request_timeout
+            .filter(|&l| sent_at.is_some_and(|t| t.elapsed() >= l))
+        {
             // The daemon replaces a process whose request ran past
             // request-timeout, which closes the connection; its check can
             // come just before our own timeout fires. Same cause, same 504.
