@@ -255,19 +255,41 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// Sends `len` bytes of the open file `fd` from `offset` (sendfile/mmap
-    /// through Apache's file bucket). The descriptor is duplicated and the
-    /// copy belongs to the request pool, since the MPM may write the bucket
-    /// after the application closed its file.
-    pub fn write_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<()> {
+    /// Queues `len` bytes of the open file `fd` from `offset` as a file
+    /// bucket (sent by mmap/sendfile), to go out with the end of the
+    /// response (`end_queued`) or the next write. The descriptor is
+    /// duplicated and the copy belongs to the request pool, since the MPM may
+    /// write the bucket after the application closed its file.
+    pub fn queue_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<()> {
         // SAFETY: the caller holds `fd` open for the duration of this call.
         let dup = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
-        self.write_owned_file(dup, offset, len, false)
+        self.insert_file(dup, offset, len)
     }
 
-    /// `write_file` for a descriptor the request takes over (closed with the
-    /// request pool), optionally flushed to the client.
+    /// Sends what `queue_file` queued, with the end of the response, in one
+    /// pass through the output filters; nothing if nothing is queued.
+    pub fn end_queued(&self) -> io::Result<()> {
+        // SAFETY: valid request and its output brigade.
+        let rv = unsafe { ffi::wsgi_rs_end_queued(self.raw, self.brigade()) };
+        if rv == ffi::APR_SUCCESS as i32 {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the client closed the connection",
+            ))
+        }
+    }
+
+    /// Sends a file (a file bucket) that the request takes over (closed with
+    /// the request pool), optionally flushed to the client.
     pub fn write_owned_file(&self, file: OwnedFd, offset: u64, len: u64, flush: bool) -> io::Result<()> {
+        self.insert_file(file, offset, len)?;
+        self.write(&[], flush)
+    }
+
+    /// Appends a file bucket for `file` (now owned by the request pool) to the output brigade.
+    fn insert_file(&self, file: OwnedFd, offset: u64, len: u64) -> io::Result<()> {
         let pool = self.pool();
         let mut os_fd = file.as_raw_fd();
         pool.own(file);
@@ -281,7 +303,7 @@ impl<'a> Request<'a> {
             }
             ffi::apr_brigade_insert_file(self.brigade(), apr_file, offset as _, len as _, pool.raw());
         }
-        self.write(&[], flush)
+        Ok(())
     }
 
     /// True for HEAD requests (Apache sends no body for them).

@@ -196,14 +196,19 @@ impl Transport for DaemonExchange<'_> {
         Ok(())
     }
 
-    fn send_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<()> {
-        // A regular file travels as a descriptor: the Apache child sends it
-        // with a file bucket, nothing is copied through the socket. (A file
-        // shorter than announced takes the copying path, which sends what there is.)
-        if fdpass::regular_file_size(fd).is_some_and(|size| offset.saturating_add(len) <= size) {
-            let segment = FileSegment { offset, length: len };
-            return self.on_channel(|c| c.send_file(segment, fd));
+    fn queue_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<bool> {
+        // A regular file travels as a descriptor (one small frame): the Apache
+        // child sends it with a file bucket, nothing is copied through the
+        // socket. A file shorter than announced takes the copying `send_file`,
+        // which sends what there is.
+        if fdpass::regular_file_size(fd).is_none_or(|size| offset.saturating_add(len) > size) {
+            return Ok(false);
         }
+        let segment = FileSegment { offset, length: len };
+        self.on_channel(|c| c.send_file(segment, fd)).map(|()| true)
+    }
+
+    fn send_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<()> {
         let mut buf = vec![0u8; FILE_CHUNK.min(len as usize).max(1)];
         let (mut at, end) = (offset, offset + len);
         while at < end {

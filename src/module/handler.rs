@@ -85,8 +85,13 @@ impl Transport for Embedded<'_, '_> {
     fn send_body(&self, data: &[u8], flush: bool) -> io::Result<()> {
         self.request.write(data, flush)
     }
+    fn queue_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<bool> {
+        // Passed on by `handle` once the GIL is released, with the end of the response.
+        self.request.queue_file(fd, offset, len).map(|()| true)
+    }
     fn send_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<()> {
-        self.request.write_file(fd, offset, len)
+        self.request.queue_file(fd, offset, len)?;
+        self.request.write(&[], false)
     }
     fn is_head(&self) -> bool {
         self.request.header_only()
@@ -187,7 +192,11 @@ pub fn handle(r: &Request<'_>) -> HandlerOutcome {
         pass_authorization: settings.pass_authorization,
     };
     match wsgi::run_script(&call, &transport) {
-        wsgi::Outcome::Responded => HandlerOutcome::Done,
+        wsgi::Outcome::Responded => {
+            // A queued file goes out now, without the GIL; a client gone meanwhile is no error here.
+            let _ = r.end_queued();
+            HandlerOutcome::Done
+        }
         wsgi::Outcome::Failed => HandlerOutcome::Status(500),
     }
 }

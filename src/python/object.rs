@@ -281,12 +281,6 @@ impl<'py> Obj<'py> {
         }
     }
 
-    /// True if this is the `True` singleton.
-    pub fn is_true(&self) -> bool {
-        // SAFETY: Py_True is a static singleton.
-        self.as_ptr() == unsafe { ffi::Py_True() }
-    }
-
     pub fn type_name(&self) -> String {
         // SAFETY: attached; every object has a type with a NUL-terminated tp_name.
         unsafe {

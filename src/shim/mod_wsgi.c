@@ -184,6 +184,21 @@ apr_status_t wsgi_rs_read(request_rec *r, apr_bucket_brigade *bb, char *buf,
     return rv;
 }
 
+/* Ends the response with what is queued in bb (if anything): its buckets
+ * and EOS go down the output filters in one pass. */
+apr_status_t wsgi_rs_end_queued(request_rec *r, apr_bucket_brigade *bb)
+{
+    apr_status_t rv;
+
+    if (APR_BRIGADE_EMPTY(bb)) {
+        return APR_SUCCESS;
+    }
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(r->connection->bucket_alloc));
+    rv = ap_pass_brigade(r->output_filters, bb);
+    apr_brigade_cleanup(bb);
+    return rv;
+}
+
 /* Ends a response whose body already started as failed, the way mod_proxy
  * reports a backend that broke mid-body: an error bucket makes the chunking
  * filter omit the final chunk and the connection is closed, so the client
@@ -192,6 +207,12 @@ void wsgi_rs_abort(request_rec *r, apr_bucket_brigade *bb)
 {
     apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
 
+    /* What is queued (head, file) goes out first: an error bucket ahead of
+     * the head would turn the response into an error page. */
+    if (!APR_BRIGADE_EMPTY(bb)) {
+        ap_pass_brigade(r->output_filters, bb);
+        apr_brigade_cleanup(bb);
+    }
     r->connection->keepalive = AP_CONN_CLOSE;
     r->no_cache = 1;
     APR_BRIGADE_INSERT_TAIL(bb, ap_bucket_error_create(HTTP_BAD_GATEWAY, NULL, r->pool, ba));

@@ -1,6 +1,7 @@
 //! The `wsgi.file_wrapper` fast path: a regular file with a descriptor is
 //! sent by Apache from the descriptor (sendfile/mmap), never read into Python.
 
+use crate::apache::fdpass::regular_file_size;
 use crate::python::{Gil, Obj, PyResult, Raised};
 
 /// What to send for a wrapped file: descriptor, start offset, bytes to end of file.
@@ -17,20 +18,13 @@ pub fn plan<'py>(gil: Gil<'py>, filelike: &Obj<'py>) -> PyResult<Option<FilePlan
         let (Some(fileno), Some(tell)) = (filelike.getattr_opt("fileno")?, filelike.getattr_opt("tell")?) else {
             return Ok(None);
         };
-        let fd_obj = fileno.call(&[])?;
-        let pos_obj = tell.call(&[])?;
-        let os = gil.import("os")?;
-        let st = os.call_method("fstat", &[&fd_obj])?;
-        let is_regular = gil.import("stat")?.call_method("S_ISREG", &[&st.getattr("st_mode")?])?;
-        let (Some(fd), Some(offset), Some(size), true) = (
-            fd_obj.as_i64(),
-            pos_obj.as_i64(),
-            st.getattr("st_size")?.as_i64(),
-            is_regular.is_true(),
-        ) else {
+        let (Some(fd), Some(offset)) = (fileno.call(&[])?.as_i64(), tell.call(&[])?.as_i64()) else {
             return Ok(None);
         };
-        let (Ok(fd), Ok(offset), Ok(size)) = (i32::try_from(fd), u64::try_from(offset), u64::try_from(size)) else {
+        let (Ok(fd), Ok(offset)) = (i32::try_from(fd), u64::try_from(offset)) else {
+            return Ok(None);
+        };
+        let Some(size) = regular_file_size(fd) else {
             return Ok(None);
         };
         Ok(Some(FilePlan {

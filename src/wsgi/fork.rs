@@ -56,6 +56,10 @@ impl Transport for ForkGuard<'_> {
         self.check();
         self.inner.send_body(data, flush)
     }
+    fn queue_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<bool> {
+        self.check();
+        self.inner.queue_file(fd, offset, len)
+    }
     fn send_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<()> {
         self.check();
         self.inner.send_file(fd, offset, len)

@@ -36,7 +36,14 @@ pub trait Transport {
     /// Records status and headers; they go out with the first body bytes.
     fn send_head(&self, status: u16, status_line: &str, headers: &[(String, String)]);
     fn send_body(&self, data: &[u8], flush: bool) -> io::Result<()>;
-    /// Sends `len` bytes of the open file `fd` from `offset`, without copying through Python.
+    /// Takes `len` bytes of the open regular file `fd` from `offset` to send
+    /// without blocking (so the GIL can stay held): false if this transport
+    /// cannot, and `send_file` must be used.
+    fn queue_file(&self, _fd: i32, _offset: u64, _len: u64) -> io::Result<bool> {
+        Ok(false)
+    }
+    /// Sends `len` bytes of the open file `fd` from `offset`, without copying
+    /// through Python; may block.
     fn send_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<()>;
     /// True for HEAD: the body is produced but not sent.
     fn is_head(&self) -> bool;

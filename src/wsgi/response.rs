@@ -347,7 +347,12 @@ impl<'t, 'py> Exchange<'t, 'py> {
         self.ensure_head_sent(gil)?;
         let len = self.allowance(plan.size, false);
         if len > 0 {
-            match allow_threads(gil, || self.transport.send_file(plan.fd, plan.offset, len)) {
+            let sent = match self.transport.queue_file(plan.fd, plan.offset, len) {
+                Ok(true) => Ok(()),
+                Ok(false) => allow_threads(gil, || self.transport.send_file(plan.fd, plan.offset, len)),
+                Err(e) => Err(e),
+            };
+            match sent {
                 Ok(()) => self.state.borrow_mut().sent += len,
                 Err(_) => self.state.borrow_mut().client_gone = true,
             }
