@@ -150,3 +150,8 @@ def test_invalid_wsgiapplicationgroup(apache, conf):
 def test_wsgiapplicationgroup_empty_rejected(apache):
     assert_rejected(apache, 'WSGIApplicationGroup ""\n', "WSGIApplicationGroup",
                     r"application group|WSGIApplicationGroup")
+
+
+def test_wsgienablesendfile_value_checked(apache):
+    assert_ok(apache, "WSGIEnableSendfile On\n")
+    assert_rejected(apache, "WSGIEnableSendfile sometimes\n", "WSGIEnableSendfile", r"On or Off")

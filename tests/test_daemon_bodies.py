@@ -31,6 +31,10 @@ WSGIHandlerScript h @SCRIPTS@/app.py process-group=g application-group=%{GLOBAL}
     SetHandler h
     WSGIChunkedRequest On
 </Location>
+<Location /hs>
+    SetHandler h
+    EnableSendfile On
+</Location>
 """
 
 
@@ -89,10 +93,10 @@ class Memory:
         assert growth[1] < GROWTH_LIMIT_KIB, "Apache child peak RSS grew %d KiB during %s" % (growth[1], what)
 
 
-def download(a, query, read_pause=None):
+def download(a, query, read_pause=None, location="/h"):
     conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=30)
     try:
-        conn.request("GET", "/h?" + query)
+        conn.request("GET", location + "?" + query)
         r = conn.getresponse()
         h = hashlib.sha256()
         n = 0
@@ -243,3 +247,24 @@ def test_file_wrapper_sends_file_without_python_reads(server, big_file, seek):
     read = bytes_read(mem.daemon) - read_before
     assert read < MIB, "the daemon read %d bytes of a file it should have passed on" % read
     mem.check("a 20 MiB file_wrapper response")
+
+
+def read_calls(pid):
+    """syscr of /proc/PID/io: read-like system calls (sendfile counts as one)."""
+    with open("/proc/%d/io" % pid) as f:
+        return int(next(line for line in f if line.startswith("syscr:")).split()[1])
+
+
+def test_file_wrapper_follows_enable_sendfile(server, big_file):
+    """With EnableSendfile On where the request is, the Apache child sends the
+    passed file with sendfile(2), as it would a static file: it counts the
+    bytes as read (rchar) in a handful of calls, instead of mapping the file
+    in 4 MiB pieces (the default, nothing counted)."""
+    path, full_sha, _ = big_file
+    child = Memory(server).child
+    before = (bytes_read(child), read_calls(child))
+    st, _, _, n, sha = download(server, "case=file&path=%s&seek=0" % path, location="/hs")
+    assert (st, n, sha) == (200, 20 * MIB, full_sha)
+    read, calls = bytes_read(child) - before[0], read_calls(child) - before[1]
+    # Reading it would take 2600 calls (8000 bytes each).
+    assert read >= 20 * MIB and calls < 1000, (read, calls)

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+import daemonutil
 import harness
 import testutil
 
@@ -24,9 +25,25 @@ SetEnv WSGI_TEST_DATA @ROOT@/data
     SetHandler files
     SetEnv WSGI_TEST_VALIDATE 1
 </Location>
+<Location /sendfile>
+    SetHandler files
+    EnableSendfile On
+</Location>
+<Location /nommap>
+    SetHandler files
+    EnableMMAP Off
+</Location>
+<Location /wsgisendfile>
+    SetHandler files
+    WSGIEnableSendfile On
+</Location>
+<Location /sendfile/wsgioff>
+    WSGIEnableSendfile Off
+</Location>
 """
 
 BIG = 5 * 1024 * 1024 + 333
+MID = 2 * 1024 * 1024 + 77
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +53,7 @@ def server(module_apache_factory):
     a.data = os.urandom(BIG)
     a.write("data/big.bin", a.data)
     a.write("data/empty.bin", b"")
+    a.write("data/mid.bin", a.data[:MID])  # below APR's 4 MiB mmap limit
     a.start(CONFIG)
     yield a
     a.stop()
@@ -167,6 +185,39 @@ def test_validated_file_wrapper(server, query):
     log = server.log_since(mark)
     assert not testutil.wsgi_rs_lines(log, "error"), log
     harness.assert_clean_log(log)
+
+
+def io_counts(a):
+    """Bytes read and read-type system calls so far, over Apache's children.
+    (mmap reads count in neither; sendfile counts its bytes, but few calls.)"""
+    rchar = syscr = 0
+    for pid in daemonutil.apache_children(a):
+        with open("/proc/%d/io" % pid) as f:
+            fields = dict(line.split(": ") for line in f.read().splitlines())
+        rchar += int(fields["rchar"])
+        syscr += int(fields["syscr"])
+    return rchar, syscr
+
+
+@pytest.mark.parametrize("prefix,how", [("/f", "mmap"), ("/sendfile", "sendfile"), ("/nommap", "read"),
+                                        ("/wsgisendfile", "sendfile"), ("/sendfile/wsgioff", "mmap")])
+def test_file_sent_as_apache_sends_static_files_here(server, prefix, how):
+    # EnableSendfile / EnableMMAP of the request's directory decide, as for a
+    # static file, unless WSGIEnableSendfile (mod_wsgi's switch) says.
+    server.get(prefix + "?case=file&name=empty.bin&tag=" + tag())  # script loaded in this child
+    offset = 4096  # page-aligned: mmap needs that
+    before = io_counts(server)
+    st, _, body = server.get("%s?case=file&name=mid.bin&offset=%d&tag=%s" % (prefix, offset, tag()))
+    rchar, syscr = (b - a for a, b in zip(before, io_counts(server)))
+    assert st == 200 and body == server.data[offset:MID]
+    size = MID - offset
+    # Apache reads a file in 8000-byte pieces; sendfile moves far more per call.
+    if how == "mmap":
+        assert rchar < size // 2, (rchar, syscr)
+    elif how == "sendfile":
+        assert rchar >= size and syscr < size // 16000, (rchar, syscr)
+    else:
+        assert rchar >= size and syscr > size // 16000, (rchar, syscr)
 
 
 def test_zz_error_log_clean(server):

@@ -260,10 +260,10 @@ impl<'a> Request<'a> {
     /// response (`end_queued`) or the next write. The descriptor is
     /// duplicated and the copy belongs to the request pool, since the MPM may
     /// write the bucket after the application closed its file.
-    pub fn queue_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<()> {
+    pub fn queue_file(&self, fd: i32, offset: u64, len: u64, sendfile: Option<bool>) -> io::Result<()> {
         // SAFETY: the caller holds `fd` open for the duration of this call.
         let dup = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
-        self.insert_file(dup, offset, len)
+        self.insert_file(dup, offset, len, sendfile)
     }
 
     /// Sends what `queue_file` queued, with the end of the response, in one
@@ -283,27 +283,33 @@ impl<'a> Request<'a> {
 
     /// Sends a file (a file bucket) that the request takes over (closed with
     /// the request pool), optionally flushed to the client.
-    pub fn write_owned_file(&self, file: OwnedFd, offset: u64, len: u64, flush: bool) -> io::Result<()> {
-        self.insert_file(file, offset, len)?;
+    pub fn write_owned_file(
+        &self,
+        file: OwnedFd,
+        offset: u64,
+        len: u64,
+        sendfile: Option<bool>,
+        flush: bool,
+    ) -> io::Result<()> {
+        self.insert_file(file, offset, len, sendfile)?;
         self.write(&[], flush)
     }
 
-    /// Appends a file bucket for `file` (now owned by the request pool) to the output brigade.
-    fn insert_file(&self, file: OwnedFd, offset: u64, len: u64) -> io::Result<()> {
-        let pool = self.pool();
-        let mut os_fd = file.as_raw_fd();
-        pool.own(file);
-        let mut apr_file: *mut ffi::apr_file_t = std::ptr::null_mut();
-        // SAFETY: valid request; apr_os_file_put wraps (without owning) the descriptor,
-        // which the request pool now owns; the bucket lives no longer than that pool.
-        unsafe {
-            let rv = ffi::apr_os_file_put(&mut apr_file, &mut os_fd, ffi::APR_FOPEN_READ as i32, pool.raw());
-            if rv != ffi::APR_SUCCESS as i32 {
-                return Err(io::Error::other("cannot wrap the file descriptor for Apache"));
-            }
-            ffi::apr_brigade_insert_file(self.brigade(), apr_file, offset as _, len as _, pool.raw());
+    /// Appends a file bucket for `file` (now owned by the request pool) to
+    /// the output brigade, sent the way Apache sends a static file of this
+    /// directory (`EnableSendfile` unless `sendfile` says, `EnableMMAP`).
+    fn insert_file(&self, file: OwnedFd, offset: u64, len: u64, sendfile: Option<bool>) -> io::Result<()> {
+        let fd = file.as_raw_fd();
+        self.pool().own(file);
+        let sendfile = sendfile.map_or(-1, i32::from);
+        // SAFETY: valid request; the descriptor is owned by the request pool,
+        // which outlives the bucket.
+        let rv = unsafe { ffi::wsgi_rs_insert_file(self.raw, self.brigade(), fd, offset as _, len as _, sendfile) };
+        if rv == ffi::APR_SUCCESS as i32 {
+            Ok(())
+        } else {
+            Err(io::Error::other("cannot wrap the file descriptor for Apache"))
         }
-        Ok(())
     }
 
     /// True for HEAD requests (Apache sends no body for them).

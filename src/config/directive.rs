@@ -41,6 +41,8 @@ pub enum Directive {
     PassAuthorization(bool),
     ScriptReloading(bool),
     ChunkedRequest(bool),
+    /// `WSGIEnableSendfile`: sendfile(2) for `wsgi.file_wrapper` files, whatever `EnableSendfile` says.
+    EnableSendfile(bool),
     /// `WSGIPythonHome`: the raw path (checked by the caller against the file system).
     PythonHome(String),
     /// `WSGIPythonPath`: directories, from one `:`-separated argument.
@@ -88,6 +90,7 @@ pub fn parse_directive(
             Ok(Directive::SocketPrefix(resolve_path(prefix)))
         }
         "WSGIChunkedRequest" => on_off(name, single_word(name, words)?).map(Directive::ChunkedRequest),
+        "WSGIEnableSendfile" => on_off(name, single_word(name, words)?).map(Directive::EnableSendfile),
         "WSGIRestrictEmbedded" => on_off(name, single_word(name, words)?).map(Directive::RestrictEmbedded),
         "WSGIPythonHome" => {
             let home = single_word(name, words)?;
@@ -288,6 +291,7 @@ mod tests {
             p("WSGIScriptReloading", "off").unwrap(),
             Directive::ScriptReloading(false)
         );
+        assert_eq!(p("WSGIEnableSendfile", "On").unwrap(), Directive::EnableSendfile(true));
         assert_eq!(
             p("WSGIRestrictEmbedded", "On").unwrap(),
             Directive::RestrictEmbedded(true)

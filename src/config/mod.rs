@@ -23,6 +23,7 @@ pub struct DirConfig {
     pub pass_authorization: Option<bool>,
     pub script_reloading: Option<bool>,
     pub chunked_request: Option<bool>,
+    pub enable_sendfile: Option<bool>,
 }
 
 impl ServerConfig {
@@ -56,6 +57,7 @@ impl DirConfig {
             pass_authorization: add.pass_authorization.or(base.pass_authorization),
             script_reloading: add.script_reloading.or(base.script_reloading),
             chunked_request: add.chunked_request.or(base.chunked_request),
+            enable_sendfile: add.enable_sendfile.or(base.enable_sendfile),
         }
     }
 
@@ -90,6 +92,7 @@ impl DirConfig {
             pass_authorization: handler.pass_authorization.or(self.pass_authorization).unwrap_or(false),
             script_reloading: self.script_reloading.unwrap_or(true),
             chunked_request: self.chunked_request.unwrap_or(false),
+            enable_sendfile: self.enable_sendfile,
         }
     }
 }
@@ -103,6 +106,8 @@ pub struct Resolved {
     pub script_reloading: bool,
     /// `WSGIChunkedRequest`: accept chunked request bodies (else 411).
     pub chunked_request: bool,
+    /// `WSGIEnableSendfile`; None: as Apache's `EnableSendfile` for the directory.
+    pub enable_sendfile: Option<bool>,
 }
 
 /// A `process-group=` / `WSGIProcessGroup` naming a daemon group, remembered

@@ -29,6 +29,8 @@ pub struct Forward<'a> {
     pub request_handler: &'a str,
     pub script_reloading: bool,
     pub pass_authorization: bool,
+    /// `WSGIEnableSendfile` for a file the daemon passes (None: `EnableSendfile`).
+    pub enable_sendfile: Option<bool>,
     /// Used when the group sets no socket-timeout (Apache's `Timeout`).
     pub default_timeout: Duration,
     pub generation: u64,
@@ -357,7 +359,9 @@ fn exchange(r: &Request<'_>, f: &Forward<'_>, ch: &mut Channel<ClientSession>) -
                     )));
                 }
                 let flush = !ch.has_frame_buffered();
-                if r.write_owned_file(fd, segment.offset, segment.length, flush).is_err() {
+                if r.write_owned_file(fd, segment.offset, segment.length, f.enable_sendfile, flush)
+                    .is_err()
+                {
                     return Ok(client_gone(r, ch));
                 }
             }

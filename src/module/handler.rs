@@ -66,6 +66,7 @@ impl GroupContext for Request<'_> {
 struct Embedded<'r, 'a> {
     request: &'r Request<'a>,
     pass_authorization: bool,
+    enable_sendfile: Option<bool>,
 }
 
 impl Transport for Embedded<'_, '_> {
@@ -87,10 +88,12 @@ impl Transport for Embedded<'_, '_> {
     }
     fn queue_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<bool> {
         // Passed on by `handle` once the GIL is released, with the end of the response.
-        self.request.queue_file(fd, offset, len).map(|()| true)
+        self.request
+            .queue_file(fd, offset, len, self.enable_sendfile)
+            .map(|()| true)
     }
     fn send_file(&self, fd: i32, offset: u64, len: u64) -> io::Result<()> {
-        self.request.queue_file(fd, offset, len)?;
+        self.request.queue_file(fd, offset, len, self.enable_sendfile)?;
         self.request.write(&[], false)
     }
     fn is_head(&self) -> bool {
@@ -151,6 +154,7 @@ pub fn handle(r: &Request<'_>) -> HandlerOutcome {
             request_handler: name,
             script_reloading: settings.script_reloading,
             pass_authorization: settings.pass_authorization,
+            enable_sendfile: settings.enable_sendfile,
             default_timeout: process::server_timeout(r.server()),
             generation: process::generation() as u64,
         };
@@ -190,6 +194,7 @@ pub fn handle(r: &Request<'_>) -> HandlerOutcome {
     let transport = Embedded {
         request: r,
         pass_authorization: settings.pass_authorization,
+        enable_sendfile: settings.enable_sendfile,
     };
     match wsgi::run_script(&call, &transport) {
         wsgi::Outcome::Responded => {

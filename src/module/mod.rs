@@ -67,6 +67,7 @@ pub fn directive(cmd: &CmdParms<'_>, dir: &mut DirConfig, words: &[String]) -> R
         Directive::PassAuthorization(on) => dir.pass_authorization = Some(on),
         Directive::ScriptReloading(on) => dir.script_reloading = Some(on),
         Directive::ChunkedRequest(on) => dir.chunked_request = Some(on),
+        Directive::EnableSendfile(on) => dir.enable_sendfile = Some(on),
         Directive::PythonHome(home) => {
             main_server_only(cmd, &name)?;
             server_config_mut(cmd).python_home = Some(check_python_home(&home, PYTHON_VERSION)?);

@@ -54,6 +54,8 @@ static const command_rec wsgi_rs_commands[] = {
                    "path prefix for daemon process sockets (default: in DefaultRuntimeDir)"),
     WSGI_DIRECTIVE("WSGIChunkedRequest", RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
                    "On|Off: accept chunked request bodies (Off answers 411)"),
+    WSGI_DIRECTIVE("WSGIEnableSendfile", RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
+                   "On|Off: sendfile for wsgi.file_wrapper files (default: as EnableSendfile)"),
     WSGI_DIRECTIVE("WSGIPythonHome", RSRC_CONF,
                    "virtualenv or installation prefix of the Python this module runs"),
     WSGI_DIRECTIVE("WSGIPythonPath", RSRC_CONF,
@@ -182,6 +184,34 @@ apr_status_t wsgi_rs_read(request_rec *r, apr_bucket_brigade *bb, char *buf,
         r->connection->keepalive = AP_CONN_CLOSE;
     }
     return rv;
+}
+
+/* Appends len bytes of fd (owned by the request pool) from offset as a file
+ * bucket, to be sent as core's default handler sends a static file of the
+ * same directory: sendfile only with EnableSendfile On (or sendfile > 0,
+ * WSGIEnableSendfile On; 0 is Off, < 0 unset), mmap unless EnableMMAP Off. */
+apr_status_t wsgi_rs_insert_file(request_rec *r, apr_bucket_brigade *bb, int fd,
+                                 apr_off_t offset, apr_off_t len, int sendfile)
+{
+    core_dir_config *d = ap_get_core_module_config(r->per_dir_config);
+    apr_file_t *file = NULL;
+    apr_os_file_t os_fd = fd;
+    apr_bucket *e;
+    apr_status_t rv;
+
+    if (sendfile < 0) {
+        sendfile = d->enable_sendfile == ENABLE_SENDFILE_ON;
+    }
+    rv = apr_os_file_put(&file, &os_fd, APR_FOPEN_READ | (sendfile ? APR_SENDFILE_ENABLED : 0),
+                         r->pool);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    e = apr_brigade_insert_file(bb, file, offset, len, r->pool);
+    if (d->enable_mmap == ENABLE_MMAP_OFF) {
+        (void)apr_bucket_file_enable_mmap(e, 0);
+    }
+    return APR_SUCCESS;
 }
 
 /* Ends the response with what is queued in bb (if anything): its buckets
