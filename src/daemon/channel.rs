@@ -6,7 +6,7 @@ use super::protocol::{
 };
 use crate::apache::fdpass;
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
@@ -96,7 +96,9 @@ impl<S: Side> Channel<S> {
         self.flush_if_full()
     }
 
-    /// Queues BODY / RESPONSE_BODY data; large data is written straight from `data`.
+    /// Queues BODY / RESPONSE_BODY data; large data is written straight from
+    /// `data`, in one `writev` with what is queued: written apart, the frame
+    /// header woke the peer once for itself and once more for the data.
     pub fn send_data(&mut self, kind: FrameType, data: &[u8]) -> Result<(), ProtocolError> {
         self.session.on_send_data(kind, data.len())?;
         self.out.extend_from_slice(&encode_data_header(kind, data.len())?);
@@ -104,9 +106,9 @@ impl<S: Side> Channel<S> {
             self.out.extend_from_slice(data);
             return self.flush_if_full();
         }
-        self.flush()?;
-        self.stream.write_all(data)?;
-        Ok(())
+        let result = write_all_vectored(&mut self.stream, &mut [IoSlice::new(&self.out), IoSlice::new(data)]);
+        self.out.clear();
+        Ok(result?)
     }
 
     /// Sends a FILE frame with a copy of `fd` attached (what is queued goes first).
@@ -197,4 +199,18 @@ impl<S: Side> Channel<S> {
         }
         Ok(lent)
     }
+}
+
+/// `write_all` over several buffers (std's `write_all_vectored` is not stable).
+fn write_all_vectored(stream: &mut UnixStream, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match stream.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
