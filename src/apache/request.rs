@@ -6,7 +6,7 @@ use crate::config::DirConfig;
 use crate::ffi;
 use std::cell::Cell;
 use std::ffi::{CStr, CString};
-use std::io;
+use std::io::{self, IoSlice};
 use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
@@ -181,6 +181,47 @@ impl<'a> Request<'a> {
                 "error reading the request body from the client",
             )),
         }
+    }
+
+    /// Hands up to `max` request body bytes, as they lie in Apache's buckets
+    /// (no copy), to `send`, waiting for at least one; `None` at the end of
+    /// the body. What `send` was given is dropped afterwards, whatever it returns.
+    pub fn send_body_from_buckets<R>(
+        &self,
+        max: usize,
+        send: impl FnOnce(&[IoSlice<'_>], usize) -> R,
+    ) -> io::Result<Option<R>> {
+        const PIECES: usize = 16;
+        let mut pieces = [IoSlice::new(&[]); PIECES];
+        let (mut count, mut len): (i32, ffi::apr_size_t) = (PIECES as i32, 0);
+        let brigade = self.input_brigade();
+        // SAFETY: valid request after setup_body, its own input brigade; IoSlice
+        // is ABI-compatible with struct iovec, and `pieces` has `count` of them.
+        let rv = unsafe {
+            ffi::wsgi_rs_body_peek(
+                self.raw,
+                brigade,
+                max as _,
+                pieces.as_mut_ptr() as *mut ffi::iovec,
+                &mut count,
+                &mut len,
+            )
+        } as u32;
+        match rv {
+            ffi::APR_SUCCESS => {}
+            ffi::APR_EOF => return Ok(None),
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "error reading the request body from the client",
+                ))
+            }
+        }
+        // The buckets described stay in the brigade until consumed below.
+        let result = send(&pieces[..count as usize], len as usize);
+        // SAFETY: as above; `len` is what peek described.
+        unsafe { ffi::wsgi_rs_body_consumed(self.raw, brigade, len) };
+        Ok(Some(result))
     }
 
     /// Sets status and headers (latin-1 bytes); they go out with the first body bytes.

@@ -111,6 +111,28 @@ impl<S: Side> Channel<S> {
         Ok(result?)
     }
 
+    /// Sends one BODY / RESPONSE_BODY frame of `len` bytes in `pieces`,
+    /// written with what is queued in one `writev`.
+    pub fn send_data_pieces(
+        &mut self,
+        kind: FrameType,
+        pieces: &[IoSlice<'_>],
+        len: usize,
+    ) -> Result<(), ProtocolError> {
+        const MAX_PIECES: usize = 16;
+        if pieces.len() > MAX_PIECES {
+            return Err(ProtocolError::Io(io::Error::other("too many pieces for one frame")));
+        }
+        self.session.on_send_data(kind, len)?;
+        self.out.extend_from_slice(&encode_data_header(kind, len)?);
+        let mut all = [IoSlice::new(&[]); MAX_PIECES + 1];
+        all[0] = IoSlice::new(&self.out);
+        all[1..=pieces.len()].copy_from_slice(pieces);
+        let result = write_all_vectored(&mut self.stream, &mut all[..=pieces.len()]);
+        self.out.clear();
+        Ok(result?)
+    }
+
     /// Sends a FILE frame with a copy of `fd` attached (what is queued goes first).
     pub fn send_file(&mut self, segment: FileSegment, fd: RawFd) -> Result<(), ProtocolError> {
         let frame = Frame::File(segment);

@@ -313,7 +313,6 @@ fn exchange(r: &Request<'_>, f: &Forward<'_>, ch: &mut Channel<ClientSession>) -
         environ,
     };
     ch.send(&Frame::RequestHead(head))?;
-    let mut body = Vec::new();
     loop {
         let frame = match ch.recv_lent()? {
             None => return Err(ProtocolError::UnexpectedEof(EofPhase::BeforeResponseHead)),
@@ -334,8 +333,7 @@ fn exchange(r: &Request<'_>, f: &Forward<'_>, ch: &mut Channel<ClientSession>) -
             Frame::Ready => {}
             Frame::Reject(reject) => return Ok(refused(r, f, pid, &reject)),
             Frame::Credit(_) => {
-                body.resize(BODY_CHUNK, 0);
-                if let Some(done) = send_body(r, ch, &mut body)? {
+                if let Some(done) = send_body(r, ch)? {
                     return Ok(done);
                 }
             }
@@ -418,16 +416,13 @@ fn refused(r: &Request<'_>, f: &Forward<'_>, pid: u32, reject: &Reject) -> Attem
 /// Sends request body up to the granted credit (BODY_END at the end of the
 /// body). A body the client fails to deliver (gone, malformed chunks) ends
 /// the request as the client's fault: 400, or a truncated response.
-fn send_body(
-    r: &Request<'_>,
-    ch: &mut Channel<ClientSession>,
-    buf: &mut [u8],
-) -> Result<Option<Attempt>, ProtocolError> {
+fn send_body(r: &Request<'_>, ch: &mut Channel<ClientSession>) -> Result<Option<Attempt>, ProtocolError> {
     while ch.session.credit() > 0 && !ch.session.body_ended() {
-        let want = buf.len().min(ch.session.credit() as usize);
-        match r.read_body(&mut buf[..want]) {
-            Ok(0) => ch.send(&Frame::BodyEnd)?,
-            Ok(n) => ch.send_data(FrameType::Body, &buf[..n])?,
+        let want = BODY_CHUNK.min(ch.session.credit() as usize);
+        // Straight from Apache's buckets to the socket.
+        match r.send_body_from_buckets(want, |pieces, len| ch.send_data_pieces(FrameType::Body, pieces, len)) {
+            Ok(None) => ch.send(&Frame::BodyEnd)?,
+            Ok(Some(sent)) => sent?,
             Err(e) => {
                 let _ = ch.send(&Frame::Abort(Abort {
                     code: AbortCode::CLIENT_GONE,

@@ -186,6 +186,89 @@ apr_status_t wsgi_rs_read(request_rec *r, apr_bucket_brigade *bb, char *buf,
     return rv;
 }
 
+/* Zero-copy body reading for daemon mode: makes sure bb holds request body
+ * data (reading up to max bytes through the input filters, waiting for at
+ * least one, when it holds none), then describes its leading data, at most
+ * max bytes in at most *niov pieces, in iov; sets *niov and *len. The data
+ * stays valid until wsgi_rs_body_consumed. APR_EOF: the body has ended;
+ * other errors as for wsgi_rs_read. */
+apr_status_t wsgi_rs_body_peek(request_rec *r, apr_bucket_brigade *bb, apr_size_t max,
+                               struct iovec *iov, int *niov, apr_size_t *len)
+{
+    int slots = *niov;
+    apr_status_t rv = APR_SUCCESS;
+    apr_bucket *e;
+
+    *niov = 0;
+    *len = 0;
+    /* Metadata ahead of the data (other than EOS) is of no use here. */
+    while (!APR_BRIGADE_EMPTY(bb) && APR_BUCKET_IS_METADATA(APR_BRIGADE_FIRST(bb))
+           && !APR_BUCKET_IS_EOS(APR_BRIGADE_FIRST(bb))) {
+        apr_bucket_delete(APR_BRIGADE_FIRST(bb));
+    }
+    if (APR_BRIGADE_EMPTY(bb)) {
+        if (r->remaining < 0 || (!r->read_chunked && r->remaining == 0)) {
+            return APR_EOF;
+        }
+        rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ, max);
+        if (rv == APR_SUCCESS && APR_BRIGADE_EMPTY(bb)) {
+            rv = APR_EGENERAL; /* a blocking read that returns nothing is a broken filter */
+        }
+    }
+    for (e = APR_BRIGADE_FIRST(bb); rv == APR_SUCCESS && e != APR_BRIGADE_SENTINEL(bb)
+                                    && *niov < slots && *len < max;
+         e = APR_BUCKET_NEXT(e)) {
+        const char *data;
+        apr_size_t n;
+
+        if (APR_BUCKET_IS_EOS(e)) {
+            break;
+        }
+        if (APR_BUCKET_IS_METADATA(e)) {
+            continue;
+        }
+        if (e->length != (apr_size_t)-1 && e->length > max - *len) {
+            apr_bucket_split(e, max - *len);
+        }
+        rv = apr_bucket_read(e, &data, &n, APR_BLOCK_READ);
+        if (rv == APR_SUCCESS && n > max - *len) {
+            apr_bucket_split(e, max - *len);
+            n = max - *len;
+        }
+        if (rv == APR_SUCCESS && n > 0) {
+            iov[*niov].iov_base = (void *)data;
+            iov[*niov].iov_len = n;
+            (*niov)++;
+            *len += n;
+        }
+    }
+    if (rv == APR_SUCCESS && *len == 0) {
+        /* Only EOS (and metadata) left: the body has ended. */
+        r->remaining = r->read_chunked ? -1 : 0;
+        apr_brigade_cleanup(bb);
+        return APR_EOF;
+    }
+    if (rv != APR_SUCCESS) {
+        apr_brigade_cleanup(bb);
+        r->connection->keepalive = AP_CONN_CLOSE;
+    }
+    return rv;
+}
+
+/* Drops the len bytes wsgi_rs_body_peek described (they have been sent). */
+void wsgi_rs_body_consumed(request_rec *r, apr_bucket_brigade *bb, apr_size_t len)
+{
+    r->read_length += len;
+    while (len > 0 && !APR_BRIGADE_EMPTY(bb)) {
+        apr_bucket *e = APR_BRIGADE_FIRST(bb);
+
+        if (!APR_BUCKET_IS_METADATA(e)) {
+            len -= e->length < len ? e->length : len;
+        }
+        apr_bucket_delete(e);
+    }
+}
+
 /* Appends len bytes of fd (owned by the request pool) from offset as a file
  * bucket, to be sent as core's default handler sends a static file of the
  * same directory: sendfile only with EnableSendfile On (or sendfile > 0,

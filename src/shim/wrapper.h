@@ -29,6 +29,8 @@ int wsgi_rs_request_log_enabled(const request_rec *r, int level);
 apr_status_t wsgi_rs_write(request_rec *r, apr_bucket_brigade *bb, const char *data, apr_size_t len, int flush);
 void wsgi_rs_abort(request_rec *r, apr_bucket_brigade *bb);
 apr_status_t wsgi_rs_end_queued(request_rec *r, apr_bucket_brigade *bb);
+apr_status_t wsgi_rs_body_peek(request_rec *r, apr_bucket_brigade *bb, apr_size_t max, struct iovec *iov, int *niov, apr_size_t *len);
+void wsgi_rs_body_consumed(request_rec *r, apr_bucket_brigade *bb, apr_size_t len);
 apr_status_t wsgi_rs_insert_file(request_rec *r, apr_bucket_brigade *bb, int fd, apr_off_t offset, apr_off_t len, int sendfile);
 apr_bucket_brigade *wsgi_rs_brigade(request_rec *r);
 apr_status_t wsgi_rs_read(request_rec *r, apr_bucket_brigade *bb, char *buf,
