@@ -218,7 +218,7 @@ impl<'a> Request<'a> {
             }
         }
         // The buckets described stay in the brigade until consumed below.
-        let result = send(&pieces[..count as usize], len as usize);
+        let result = send(&pieces[..count as usize], len);
         // SAFETY: as above; `len` is what peek described.
         unsafe { ffi::wsgi_rs_body_consumed(self.raw, brigade, len) };
         Ok(Some(result))
