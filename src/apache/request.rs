@@ -189,7 +189,7 @@ impl<'a> Request<'a> {
     pub fn send_body_from_buckets<R>(
         &self,
         max: usize,
-        send: impl FnOnce(&[IoSlice<'_>], usize) -> R,
+        send: impl FnOnce(&[IoSlice<'_>]) -> R,
     ) -> io::Result<Option<R>> {
         const PIECES: usize = 16;
         let mut pieces = [IoSlice::new(&[]); PIECES];
@@ -218,7 +218,7 @@ impl<'a> Request<'a> {
             }
         }
         // The buckets described stay in the brigade until consumed below.
-        let result = send(&pieces[..count as usize], len);
+        let result = send(&pieces[..count as usize]);
         // SAFETY: as above; `len` is what peek described.
         unsafe { ffi::wsgi_rs_body_consumed(self.raw, brigade, len) };
         Ok(Some(result))

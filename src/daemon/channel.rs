@@ -3,6 +3,7 @@
 
 use super::protocol::{
     encode_data_header, ClientSession, DaemonSession, Decoder, FileSegment, Frame, FrameType, Lent, ProtocolError,
+    HEADER_LEN,
 };
 use crate::apache::fdpass;
 use std::collections::VecDeque;
@@ -100,26 +101,20 @@ impl<S: Side> Channel<S> {
     /// `data`, in one `writev` with what is queued: written apart, the frame
     /// header woke the peer once for itself and once more for the data.
     pub fn send_data(&mut self, kind: FrameType, data: &[u8]) -> Result<(), ProtocolError> {
+        if self.out.len() + HEADER_LEN + data.len() > WRITE_BUFFER {
+            return self.send_data_pieces(kind, &[IoSlice::new(data)]);
+        }
         self.session.on_send_data(kind, data.len())?;
         self.out.extend_from_slice(&encode_data_header(kind, data.len())?);
-        if self.out.len() + data.len() <= WRITE_BUFFER {
-            self.out.extend_from_slice(data);
-            return self.flush_if_full();
-        }
-        let result = write_all_vectored(&mut self.stream, &mut [IoSlice::new(&self.out), IoSlice::new(data)]);
-        self.out.clear();
-        Ok(result?)
+        self.out.extend_from_slice(data);
+        self.flush_if_full()
     }
 
-    /// Sends one BODY / RESPONSE_BODY frame of `len` bytes in `pieces`,
-    /// written with what is queued in one `writev`.
-    pub fn send_data_pieces(
-        &mut self,
-        kind: FrameType,
-        pieces: &[IoSlice<'_>],
-        len: usize,
-    ) -> Result<(), ProtocolError> {
+    /// Sends one BODY / RESPONSE_BODY frame made of `pieces`, written with
+    /// what is queued in one `writev`.
+    pub fn send_data_pieces(&mut self, kind: FrameType, pieces: &[IoSlice<'_>]) -> Result<(), ProtocolError> {
         const MAX_PIECES: usize = 16;
+        let len = pieces.iter().map(|p| p.len()).sum();
         if pieces.len() > MAX_PIECES {
             return Err(ProtocolError::Io(io::Error::other("too many pieces for one frame")));
         }

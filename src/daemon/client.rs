@@ -420,7 +420,7 @@ fn send_body(r: &Request<'_>, ch: &mut Channel<ClientSession>) -> Result<Option<
     while ch.session.credit() > 0 && !ch.session.body_ended() {
         let want = BODY_CHUNK.min(ch.session.credit() as usize);
         // Straight from Apache's buckets to the socket.
-        match r.send_body_from_buckets(want, |pieces, len| ch.send_data_pieces(FrameType::Body, pieces, len)) {
+        match r.send_body_from_buckets(want, |pieces| ch.send_data_pieces(FrameType::Body, pieces)) {
             Ok(None) => ch.send(&Frame::BodyEnd)?,
             Ok(Some(sent)) => sent?,
             Err(e) => {
