@@ -17,5 +17,5 @@ pub use object::{ErrorKind, FillError, Gil, Obj, PyResult, Raised};
 pub use runtime::{
     current_pid, finalize, initialize, leave_forked_child, setup_interpreter, start_exit_watchdog, Options,
 };
-pub use script::{load, LoadError};
+pub use script::{load, script_mtime, LoadError};
 pub use strings::Cache;

@@ -26,7 +26,9 @@ pub enum LoadError {
 type LoadLocks = HashMap<(String, String), Arc<Mutex<()>>>;
 static LOAD_LOCKS: Lazy<Mutex<LoadLocks>> = Lazy::new(Default::default);
 
-fn script_mtime(path: &str) -> Result<f64, LoadError> {
+/// The script file's mtime, taken before attaching: a `stat` per request
+/// (script reloading) need not hold the GIL.
+pub fn script_mtime(path: &str) -> Result<f64, LoadError> {
     let meta = std::fs::metadata(path).map_err(|e| LoadError::Unreadable(format!("cannot stat '{path}': {e}")))?;
     let mtime = meta
         .modified()
@@ -38,11 +40,17 @@ fn script_mtime(path: &str) -> Result<f64, LoadError> {
 
 /// The loaded module if present and complete (`__mtime__` is set only after
 /// the top level ran) and, when `check_mtime`, still current.
-fn current_module<'py>(gil: Gil<'py>, module_name: &str, mtime: Option<f64>) -> Option<Obj<'py>> {
+fn current_module<'py>(
+    gil: Gil<'py>,
+    interpreter: Interpreter,
+    module_name: &str,
+    mtime: Option<f64>,
+) -> Option<Obj<'py>> {
+    let cache = &interpreter.types().cache;
     // SAFETY: attached; PyImport_GetModuleDict returns a borrowed dict.
     let modules = unsafe { Obj::from_borrowed(gil, ffi::PyImport_GetModuleDict()) };
-    let module = modules.dict_get_str(module_name)?;
-    let loaded = module.getattr_opt("__mtime__").ok().flatten()?;
+    let module = modules.dict_get(&cache.str(gil, module_name.as_bytes()).ok()?)?;
+    let loaded = module.lookup_attr(&cache.str(gil, b"__mtime__").ok()?).ok().flatten()?;
     // SAFETY: attached.
     let loaded = unsafe { ffi::PyFloat_AsDouble(loaded.as_ptr()) };
     if gil.error_occurred() {
@@ -57,16 +65,18 @@ fn current_module<'py>(gil: Gil<'py>, module_name: &str, mtime: Option<f64>) -> 
 }
 
 /// Returns the script's module in the attached interpreter, loading or
-/// reloading it as needed. `reloading`: compare the file's mtime each time.
+/// reloading it as needed. `mtime`: with script reloading, the file's
+/// current mtime (`script_mtime`), which a loaded module must match.
 pub fn load<'py>(
     gil: Gil<'py>,
     interpreter: Interpreter,
     path: &str,
     module_name: &str,
-    reloading: bool,
+    mtime: Option<Result<f64, LoadError>>,
 ) -> Result<Obj<'py>, LoadError> {
-    let mtime = if reloading { Some(script_mtime(path)?) } else { None };
-    if let Some(module) = current_module(gil, module_name, mtime) {
+    let mtime = mtime.transpose()?;
+    let reloading = mtime.is_some();
+    if let Some(module) = current_module(gil, interpreter, module_name, mtime) {
         return Ok(module);
     }
     let lock = Arc::clone(
@@ -81,7 +91,7 @@ pub fn load<'py>(
         Some(m) => m,
         None => script_mtime(path)?,
     };
-    if let Some(module) = current_module(gil, module_name, reloading.then_some(mtime)) {
+    if let Some(module) = current_module(gil, interpreter, module_name, reloading.then_some(mtime)) {
         return Ok(module);
     }
     let source = allow_threads(gil, || std::fs::read(path))

@@ -28,9 +28,14 @@ impl Cache {
             return Ok(unsafe { Obj::from_borrowed(gil, ptr as *mut _) });
         }
         let s = gil.str_latin1(bytes)?;
-        if strings.len() < MAX_STRINGS {
-            strings.insert(bytes.into(), s.clone().into_ptr() as usize);
+        if strings.len() >= MAX_STRINGS {
+            return Ok(s);
         }
+        // Interned, a key is the very object of the application's literals
+        // (`environ["HTTP_HOST"]` then matches by identity, no compare) and
+        // an attribute name is served by CPython's type attribute cache.
+        let s = gil.intern(s)?;
+        strings.insert(bytes.into(), s.clone().into_ptr() as usize);
         Ok(s)
     }
 

@@ -248,8 +248,8 @@ impl<'t, 'py> Exchange<'t, 'py> {
             .send_result(gil, &result)
             .err()
             .map(|raised| self.fail(gil, raised, script));
-        let closed = result
-            .getattr_opt("close")
+        let closed = (self.types.cache.str(gil, b"close"))
+            .and_then(|name| result.lookup_attr(&name))
             .and_then(|close| close.map_or(Ok(()), |c| c.call(&[]).map(drop)));
         if let Err(raised) = closed {
             let failed = self.fail(gil, raised, script);

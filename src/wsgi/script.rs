@@ -26,9 +26,10 @@ pub fn run_script(call: &ScriptCall<'_>, t: &dyn Transport) -> Outcome {
             return Outcome::Failed;
         }
     };
+    let mtime = call.info.script_reloading.then(|| python::script_mtime(script));
     let attached = interpreter.attach();
     let gil = attached.gil();
-    let module = match python::load(gil, interpreter, script, call.module_name, call.info.script_reloading) {
+    let module = match python::load(gil, interpreter, script, call.module_name, mtime) {
         Ok(m) => m,
         Err(LoadError::Unreadable(reason)) => {
             t.log(
@@ -51,7 +52,12 @@ pub fn run_script(call: &ScriptCall<'_>, t: &dyn Transport) -> Outcome {
             return Outcome::Failed;
         }
     };
-    let app = match module.getattr_opt("handle_request") {
+    let app = match interpreter
+        .types()
+        .cache
+        .str(gil, b"handle_request")
+        .and_then(|name| module.lookup_attr(&name))
+    {
         Ok(Some(app)) => app,
         Ok(None) => {
             t.log(
