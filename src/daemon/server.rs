@@ -530,12 +530,13 @@ fn extra<'h>(head: &'h RequestHead, key: &[u8]) -> Option<&'h [u8]> {
 /// Runs one request; true if the connection can carry another.
 fn handle_request(shared: &Shared, channel: &mut Channel<DaemonSession>, head: &RequestHead) -> bool {
     let group = &shared.plan.group;
-    let script = String::from_utf8_lossy(&head.script).into_owned();
-    let application_group = String::from_utf8_lossy(&head.application_group).into_owned();
-    let request_handler = String::from_utf8_lossy(extra(head, b"request_handler").unwrap_or_default()).into_owned();
+    // Borrowed unless not UTF-8 (Apache sends its own strings).
+    let script = String::from_utf8_lossy(&head.script);
+    let application_group = String::from_utf8_lossy(&head.application_group);
+    let request_handler = String::from_utf8_lossy(extra(head, b"request_handler").unwrap_or_default());
     let module_name = match extra(head, b"module_name") {
-        Some(name) if !name.is_empty() => String::from_utf8_lossy(name).into_owned(),
-        _ => format!("_mod_wsgi_{}", apache::md5_hex(&script)),
+        Some(name) if !name.is_empty() => String::from_utf8_lossy(name),
+        _ => format!("_mod_wsgi_{}", apache::md5_hex(&script)).into(),
     };
     let call = ScriptCall {
         info: EnvironInfo {

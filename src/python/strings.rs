@@ -3,7 +3,7 @@
 //! per-request values; a cached `str` also keeps its hash.
 
 use super::object::{Gil, Obj, PyResult};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
@@ -13,30 +13,87 @@ const MAX_STRINGS: usize = 1024;
 
 #[derive(Default)]
 pub struct Cache {
-    /// latin-1 bytes → owned `str` (address of a reference the cache holds).
-    strings: Mutex<HashMap<Box<[u8]>, usize, QuickHash>>,
+    strings: Mutex<Strings>,
     /// Named constants (tuples and the like).
     constants: Mutex<HashMap<&'static str, usize>>,
 }
 
-impl Cache {
-    /// The `str` for `bytes` decoded as latin-1.
-    pub fn str<'py>(&self, gil: Gil<'py>, bytes: &[u8]) -> PyResult<Obj<'py>> {
-        let mut strings = self.strings.lock();
-        if let Some(&ptr) = strings.get(bytes) {
+#[derive(Default)]
+struct Strings {
+    /// latin-1 bytes → owned `str` (address of a reference the cache holds).
+    by_bytes: HashMap<Box<[u8]>, usize, QuickHash>,
+    /// The keys of the last environ, in order. Requests through the same
+    /// configuration bring the same keys in the same order, so the n-th key
+    /// is first compared with the n-th of the last environ: no hash, no probe.
+    last_order: Vec<(Box<[u8]>, usize)>,
+}
+
+impl Strings {
+    /// The cached `str` for `bytes` (made and kept if new and there is
+    /// room), and whether the cache holds it.
+    fn get<'py>(&mut self, gil: Gil<'py>, bytes: &[u8]) -> PyResult<(Obj<'py>, bool)> {
+        if let Some(&ptr) = self.by_bytes.get(bytes) {
             // SAFETY: attached; the cache owns a reference for the interpreter's lifetime.
-            return Ok(unsafe { Obj::from_borrowed(gil, ptr as *mut _) });
+            return Ok((unsafe { Obj::from_borrowed(gil, ptr as *mut _) }, true));
         }
         let s = gil.str_latin1(bytes)?;
-        if strings.len() >= MAX_STRINGS {
-            return Ok(s);
+        if self.by_bytes.len() >= MAX_STRINGS {
+            return Ok((s, false));
         }
         // Interned, a key is the very object of the application's literals
         // (`environ["HTTP_HOST"]` then matches by identity, no compare) and
         // an attribute name is served by CPython's type attribute cache.
         let s = gil.intern(s)?;
-        strings.insert(bytes.into(), s.clone().into_ptr() as usize);
+        self.by_bytes.insert(bytes.into(), s.clone().into_ptr() as usize);
+        Ok((s, true))
+    }
+}
+
+/// The cache locked for building one environ (see `Cache::environ_keys`).
+pub struct EnvironKeys<'c> {
+    strings: MutexGuard<'c, Strings>,
+    next: usize,
+}
+
+impl EnvironKeys<'_> {
+    /// The `str` for `bytes` decoded as latin-1, for the next key (or
+    /// constant value) of the environ in order.
+    pub fn str<'py>(&mut self, gil: Gil<'py>, bytes: &[u8]) -> PyResult<Obj<'py>> {
+        let n = self.next;
+        self.next += 1;
+        if let Some((last, ptr)) = self.strings.last_order.get(n) {
+            if **last == *bytes {
+                // SAFETY: attached; `last_order` holds only strings the cache owns.
+                return Ok(unsafe { Obj::from_borrowed(gil, *ptr as *mut _) });
+            }
+        }
+        let (s, kept) = self.strings.get(gil, bytes)?;
+        if kept {
+            let entry = (bytes.into(), s.as_ptr() as usize);
+            let order = &mut self.strings.last_order;
+            if n < order.len() {
+                order[n] = entry;
+            } else if n == order.len() && n < MAX_STRINGS {
+                order.push(entry);
+            }
+        }
         Ok(s)
+    }
+}
+
+impl Cache {
+    /// The `str` for `bytes` decoded as latin-1.
+    pub fn str<'py>(&self, gil: Gil<'py>, bytes: &[u8]) -> PyResult<Obj<'py>> {
+        self.strings.lock().get(gil, bytes).map(|(s, _)| s)
+    }
+
+    /// The cache, locked once for the many look-ups of one environ (only
+    /// the thread holding the GIL builds one, so nobody waits).
+    pub fn environ_keys(&self) -> EnvironKeys<'_> {
+        EnvironKeys {
+            strings: self.strings.lock(),
+            next: 0,
+        }
     }
 
     /// The constant called `name`, made by `make` the first time.

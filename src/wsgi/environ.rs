@@ -58,6 +58,7 @@ pub fn build<'py>(
     let mut failed = None;
     let mut https = false;
     let (mut has_query, mut has_path_info) = (false, false);
+    let mut keys = cache.environ_keys();
     t.cgi_vars(&mut |key, value| {
         if failed.is_some() {
             return;
@@ -68,7 +69,7 @@ pub fn build<'py>(
             b"PATH_INFO" => has_path_info = true,
             _ => {}
         }
-        let result = cache
+        let result = keys
             .str(gil, key)
             .and_then(|k| gil.str_latin1(value).and_then(|v| environ.dict_set(&k, &v)));
         if let Err(e) = result {
@@ -78,37 +79,38 @@ pub fn build<'py>(
     if let Some(e) = failed {
         return Err(e);
     }
-    let set = |key: &str, value: &Obj<'py>| environ.dict_set(&cache.str(gil, key.as_bytes())?, value);
-    let text = |value: &str| cache.str(gil, value.as_bytes());
+    // Keys and constant values, in the same order every time (see `environ_keys`).
+    let mut text = |value: &str| keys.str(gil, value.as_bytes());
+    let set = |key: Obj<'py>, value: &Obj<'py>| environ.dict_set(&key, value);
     if !has_query {
-        set("QUERY_STRING", &text("")?)?;
+        set(text("QUERY_STRING")?, &text("")?)?;
     }
     if !has_path_info {
-        set("PATH_INFO", &text("")?)?;
+        set(text("PATH_INFO")?, &text("")?)?;
     }
     let wsgi_version = cache.constant(gil, "wsgi.version", || gil.tuple(&[&gil.int(1)?, &gil.int(0)?]))?;
-    set("wsgi.version", &wsgi_version)?;
-    set("wsgi.url_scheme", &text(if https { "https" } else { "http" })?)?;
-    set("wsgi.input", input)?;
-    set("wsgi.errors", errors)?;
-    set("wsgi.multithread", &gil.bool(info.multithread))?;
-    set("wsgi.multiprocess", &gil.bool(info.multiprocess))?;
-    set("wsgi.run_once", &gil.bool(false))?;
-    set("wsgi.input_terminated", &gil.bool(true))?;
-    set("wsgi.file_wrapper", file_wrapper)?;
-    set("mod_wsgi.process_group", &text(info.process_group)?)?;
-    set("mod_wsgi.application_group", &text(info.application_group)?)?;
-    set("mod_wsgi.callable_object", &text("handle_request")?)?;
-    set("mod_wsgi.handler_script", &text(info.handler_script)?)?;
-    set("mod_wsgi.request_handler", &text(info.request_handler)?)?;
+    set(text("wsgi.version")?, &wsgi_version)?;
+    set(text("wsgi.url_scheme")?, &text(if https { "https" } else { "http" })?)?;
+    set(text("wsgi.input")?, input)?;
+    set(text("wsgi.errors")?, errors)?;
+    set(text("wsgi.multithread")?, &gil.bool(info.multithread))?;
+    set(text("wsgi.multiprocess")?, &gil.bool(info.multiprocess))?;
+    set(text("wsgi.run_once")?, &gil.bool(false))?;
+    set(text("wsgi.input_terminated")?, &gil.bool(true))?;
+    set(text("wsgi.file_wrapper")?, file_wrapper)?;
+    set(text("mod_wsgi.process_group")?, &text(info.process_group)?)?;
+    set(text("mod_wsgi.application_group")?, &text(info.application_group)?)?;
+    set(text("mod_wsgi.callable_object")?, &text("handle_request")?)?;
+    set(text("mod_wsgi.handler_script")?, &text(info.handler_script)?)?;
+    set(text("mod_wsgi.request_handler")?, &text(info.request_handler)?)?;
     let version = cache.constant(gil, "mod_wsgi.version", || {
         version_tuple(gil, parse_version(env!("CARGO_PKG_VERSION")))
     })?;
-    set("mod_wsgi.version", &version)?;
+    set(text("mod_wsgi.version")?, &version)?;
     let apache = cache.constant(gil, "apache.version", || version_tuple(gil, info.apache_version))?;
-    set("apache.version", &apache)?;
+    set(text("apache.version")?, &apache)?;
     set(
-        "mod_wsgi.script_reloading",
+        text("mod_wsgi.script_reloading")?,
         &text(if info.script_reloading { "1" } else { "0" })?,
     )?;
     Ok(environ)
