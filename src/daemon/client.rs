@@ -192,7 +192,10 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
         // Only needed to tell a request-timeout restart from other failures.
         let sent_at = f.group.request_timeout.map(|_| Instant::now());
         let result = exchange(r, f, &mut conn.ch);
-        let who = describe(conn.ch.session.daemon().map_or(0, |d| d.pid), &f.group.name);
+        let who = Daemon {
+            pid: conn.ch.session.daemon().map_or(0, |d| d.pid),
+            group: &f.group.name,
+        };
         let e = match result {
             Ok(Attempt::Done(outcome)) => {
                 if conn.ch.session.is_idle() && conn.ch.session.exchanges() < REQUESTS_PER_CONNECTION {
@@ -264,12 +267,20 @@ pub fn forward(r: &Request<'_>, f: &Forward<'_>) -> HandlerOutcome {
     }
 }
 
-/// "WSGI daemon process PID of group 'G'" (the pid is unknown before the handshake).
-fn describe(pid: u32, group: &str) -> String {
-    if pid == 0 {
-        format!("WSGI daemon process group '{group}' (no process answered)")
-    } else {
-        format!("WSGI daemon process {pid} of group '{group}'")
+/// "WSGI daemon process PID of group 'G'" (the pid is unknown before the
+/// handshake), formatted only when a message needs it.
+struct Daemon<'a> {
+    pid: u32,
+    group: &'a str,
+}
+
+impl std::fmt::Display for Daemon<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let group = self.group;
+        match self.pid {
+            0 => write!(f, "WSGI daemon process group '{group}' (no process answered)"),
+            pid => write!(f, "WSGI daemon process {pid} of group '{group}'"),
+        }
     }
 }
 
@@ -292,7 +303,9 @@ fn exchange(r: &Request<'_>, f: &Forward<'_>, ch: &mut Channel<ClientSession>) -
         }
     }
     let pid = ch.session.daemon().map_or(0, |d| d.pid);
-    let mut environ = PairBlock::new();
+    // A typical environ encodes to 1-2 KiB: grown from empty, that was a
+    // chain of reallocations per request.
+    let mut environ = PairBlock::with_capacity(4096);
     r.for_each_cgi_var(f.pass_authorization, |k, v| environ.push(k, v));
     let head = RequestHead {
         content_length: r.body_length(),
@@ -375,7 +388,14 @@ fn exchange(r: &Request<'_>, f: &Forward<'_>, ch: &mut Channel<ClientSession>) -
                 if ch.session.response_started() {
                     r.log(
                         Level::Error,
-                        &format!("{}: response aborted: {}", describe(pid, &f.group.name), abort.message),
+                        &format!(
+                            "{}: response aborted: {}",
+                            Daemon {
+                                pid,
+                                group: &f.group.name
+                            },
+                            abort.message
+                        ),
                     );
                     r.abort();
                     return Ok(Attempt::Done(HandlerOutcome::Done));

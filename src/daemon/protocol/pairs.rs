@@ -15,6 +15,14 @@ impl PairBlock {
         PairBlock::default()
     }
 
+    /// Room for `bytes` of encoded items before the first reallocation.
+    pub fn with_capacity(bytes: usize) -> PairBlock {
+        PairBlock {
+            data: Vec::with_capacity(bytes),
+            count: 0,
+        }
+    }
+
     /// Appends one item (each part shorter than 4 GiB).
     pub fn push(&mut self, key: &[u8], value: &[u8]) {
         for part in [key, value] {
