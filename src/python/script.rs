@@ -47,17 +47,29 @@ fn current_module<'py>(
     mtime: Option<f64>,
 ) -> Option<Obj<'py>> {
     let cache = &interpreter.types().cache;
-    // SAFETY: attached; PyImport_GetModuleDict returns a borrowed dict.
-    let modules = unsafe { Obj::from_borrowed(gil, ffi::PyImport_GetModuleDict()) };
-    let module = modules.dict_get(&cache.str(gil, module_name.as_bytes()).ok()?)?;
-    let loaded = module.lookup_attr(&cache.str(gil, b"__mtime__").ok()?).ok().flatten()?;
-    // SAFETY: attached.
-    let loaded = unsafe { ffi::PyFloat_AsDouble(loaded.as_ptr()) };
-    if gil.error_occurred() {
+    let found = (|| {
+        // SAFETY: attached; PyImport_GetModuleDict returns a borrowed dict.
+        let modules = unsafe { Obj::from_borrowed(gil, ffi::PyImport_GetModuleDict()) };
+        let Some(module) = modules.dict_get(&cache.str(gil, module_name.as_bytes())?) else {
+            return Ok(None);
+        };
+        let Some(loaded) = module.lookup_attr(&cache.str(gil, b"__mtime__")?)? else {
+            return Ok(None);
+        };
+        // SAFETY: attached.
+        let loaded = unsafe { ffi::PyFloat_AsDouble(loaded.as_ptr()) };
+        if gil.error_occurred() {
+            return Err(Raised);
+        }
+        Ok(Some((module, loaded)))
+    })();
+    // Any failure here (a strange `__mtime__`) means: load the script anew,
+    // with no exception left set.
+    let Ok(Some((module, loaded))) = found else {
         // SAFETY: attached.
         unsafe { ffi::PyErr_Clear() };
         return None;
-    }
+    };
     match mtime {
         Some(m) if m != loaded => None,
         _ => Some(module),
